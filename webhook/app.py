@@ -1,0 +1,127 @@
+"""The FastAPI app factory: every dependency is passed in, nothing is global."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from identity.registry import AgentRegistry
+from webhook import admission
+from webhook.admission import AdmissionRequest, ReviewParseError, parse_review
+from webhook.decision import Decider
+from webhook.deps import ClaimLookup, DecisionRecorder, GrantMinter, Services, ServicesDep
+from webhook.detect import AcceleratorDetector
+from webhook.metrics import Metrics
+from webhook.mutate import handle_mutate
+from webhook.policy import PolicyEngine
+from webhook.settings import Settings
+from webhook.validate import handle_validate
+
+log = logging.getLogger("kube_intent.app")
+
+ERR_INTERNAL = "kube-intent could not evaluate this pod ({kind}); it was denied to fail safe"
+
+Handler = Callable[[AdmissionRequest, Services], Awaitable[dict[str, Any]]]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read at most `limit` bytes: a huge body is refused before it is buffered whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _review(request: Request, services: Services, handler: Handler) -> Response:
+    limit = services.settings.max_body_bytes
+    try:
+        body = await read_body(request, limit)
+        admission_request = parse_review(body)
+    except BodyTooLarge:
+        return JSONResponse({"error": admission.ERR_TOO_LARGE.format(limit=limit)}, status_code=413)
+    except ReviewParseError as exc:
+        if exc.uid:
+            # The API server can show an in-band answer to the user; an HTTP error it cannot.
+            return JSONResponse(admission.deny(exc.uid, exc.message, code=400, reason="BadRequest"))
+        return JSONResponse({"error": exc.message}, status_code=exc.status_code)
+    try:
+        return JSONResponse(await handler(admission_request, services))
+    except Exception as exc:
+        log.error("admission handler failed", exc_info=exc)
+        message = ERR_INTERNAL.format(kind=type(exc).__name__)
+        return JSONResponse(
+            admission.deny(admission_request.uid, message, code=500, reason="InternalError")
+        )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    policy: PolicyEngine,
+    registry: Callable[[], AgentRegistry],
+    metrics: Metrics | None = None,
+    recorder: DecisionRecorder | None = None,
+    claims: ClaimLookup | None = None,
+    grants: GrantMinter | None = None,
+) -> FastAPI:
+    decider = Decider(
+        detector=AcceleratorDetector(
+            settings.accelerator_resources, settings.accelerator_device_classes
+        ),
+        registry=registry,
+        policy=policy,
+        trust_domain=settings.trust_domain,
+        enforcement=settings.enforcement,
+        fail_open=settings.fail_open,
+    )
+    services = Services(
+        settings=settings,
+        decider=decider,
+        policy=policy,
+        metrics=metrics or Metrics(),
+        recorder=recorder,
+        claims=claims,
+        grants=grants,
+    )
+    app = FastAPI(title="kube-intent", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.services = services
+
+    @app.post("/mutate")
+    async def mutate(request: Request, services: ServicesDep) -> Response:
+        return await _review(request, services, handle_mutate)
+
+    @app.post("/validate")
+    async def validate(request: Request, services: ServicesDep) -> Response:
+        return await _review(request, services, handle_validate)
+
+    @app.get("/healthz")
+    async def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    @app.get("/readyz")
+    async def readyz(services: ServicesDep) -> PlainTextResponse:
+        if not await services.policy.ready():
+            return PlainTextResponse("policy engine not ready", status_code=503)
+        return PlainTextResponse("ok")
+
+    @app.get("/metrics")
+    async def metrics_route(services: ServicesDep) -> Response:
+        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,200 @@
+"""The `kube-intent` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from identity.registry import AgentRegistry, RegistryError, load_registry_file
+from webhook.decision import Decider
+from webhook.detect import AcceleratorDetector
+from webhook.intent import schema
+from webhook.opa_process import find_opa, policy_engine
+from webhook.policy import PolicyUnavailable
+from webhook.review import ReviewInputError, render_json, render_text, review_files
+from webhook.settings import BUNDLED_POLICIES, Settings
+
+EXIT_DENIED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _settings(**overrides: Any) -> Settings:
+    # Flags win over KUBE_INTENT_* variables, which win over defaults.
+    return Settings(**{key: value for key, value in overrides.items() if value not in (None, ())})
+
+
+policies_option = click.option(
+    "--policies",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Rego policy directory [default: the bundled policies/]",
+)
+agents_option = click.option(
+    "--agents",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML file of Agent registrations (used without a cluster)",
+)
+opa_url_option = click.option(
+    "--opa-url", default=None, help="use this OPA instead of starting one"
+)
+
+
+@click.group()
+@click.version_option(package_name="kube-intent")
+def main() -> None:
+    """Admission control for AI agents' GPU inference pods."""
+
+
+@main.command()
+@click.option(
+    "--dev",
+    is_flag=True,
+    default=None,
+    help="self-signed CA and serving certificate in the state dir",
+)
+@click.option("--host", default=None, help="listen address [default: 127.0.0.1]")
+@click.option("--port", type=int, default=None, help="listen port [default: 8443]")
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="certificates, keys, audit.db",
+)
+@click.option("--tls-cert", type=click.Path(exists=True, path_type=Path), default=None)
+@click.option("--tls-key", type=click.Path(exists=True, path_type=Path), default=None)
+@policies_option
+@agents_option
+@opa_url_option
+@click.option("--opa-bin", default=None, help="OPA binary for the local subprocess")
+@click.option("--trust-domain", default=None, help="SPIFFE trust domain [default: cluster.local]")
+@click.option(
+    "--enforcement",
+    type=click.Choice(["deny", "warn", "dryrun"]),
+    default=None,
+    help="override every rule's enforcement (roll a policy out in dryrun first)",
+)
+@click.option(
+    "--fail-open", is_flag=True, default=None, help="admit GPU pods when OPA cannot answer"
+)
+@click.option("--log-level", default=None)
+def serve(**options: Any) -> None:
+    """Run the admission webhook (HTTPS)."""
+    from webhook.logs import configure
+    from webhook.serve import serve as run
+
+    settings = _settings(**options)
+    configure(settings.log_level)
+    try:
+        asyncio.run(run(settings))
+    except (RegistryError, FileNotFoundError, PolicyUnavailable) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@policies_option
+@agents_option
+@opa_url_option
+@click.option(
+    "--namespace", default="default", show_default=True, help="namespace for objects without one"
+)
+@click.option("--trust-domain", default=None)
+@click.option(
+    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def review(
+    files: tuple[Path, ...],
+    policies: Path | None,
+    agents: Path | None,
+    opa_url: str | None,
+    namespace: str,
+    trust_domain: str | None,
+    output: str,
+) -> None:
+    """Decide offline: Pods, workload templates, custom resources and AdmissionReviews.
+
+    Exit status: 0 all allowed, 1 any denied, 2 bad input.
+    """
+    settings = _settings(
+        policies=policies, agents=agents, opa_url=opa_url, trust_domain=trust_domain
+    )
+    try:
+        registry = load_registry_file(settings.agents) if settings.agents else AgentRegistry()
+        results = asyncio.run(_review(settings, registry, list(files), namespace))
+    except (ReviewInputError, RegistryError, FileNotFoundError, PolicyUnavailable) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(render_json(results) if output == "json" else render_text(results))
+    sys.exit(0 if all(r.allowed for r in results) else EXIT_DENIED)
+
+
+async def _review(
+    settings: Settings, registry: AgentRegistry, files: list[Path], namespace: str
+) -> Any:
+    async with policy_engine(
+        settings.opa_url, settings.policies, opa_bin=settings.opa_bin
+    ) as policy:
+        await policy.put_agents(registry.to_data())
+        decider = Decider(
+            detector=AcceleratorDetector(
+                settings.accelerator_resources, settings.accelerator_device_classes
+            ),
+            registry=lambda: registry,
+            policy=policy,
+            trust_domain=settings.trust_domain,
+            enforcement=settings.enforcement,
+        )
+        return await review_files(files, decider, namespace)
+
+
+@main.group()
+def intent() -> None:
+    """The intent annotation (kube-intent.io/intent)."""
+
+
+@intent.command("schema")
+def intent_schema() -> None:
+    """Print the intent's JSON Schema."""
+    click.echo(json.dumps(schema(), indent=2))
+
+
+@main.group()
+def policy() -> None:
+    """Rego policies."""
+
+
+@policy.command("test")
+@click.argument(
+    "directory", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option("--opa-bin", default=None)
+@click.option("--verbose", "-v", is_flag=True)
+def policy_test(directory: Path | None, opa_bin: str | None, verbose: bool) -> None:
+    """Check (strict) and unit-test a policy directory with the real OPA."""
+    target = str(directory or BUNDLED_POLICIES)
+    try:
+        opa = find_opa(opa_bin)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    steps = [
+        [opa, "check", "--strict", target],
+        [opa, "test", target, *(["-v"] if verbose else [])],
+    ]
+    for argv in steps:
+        click.echo(f"$ opa {' '.join(argv[1:])}", err=True)
+        code = subprocess.run(argv, check=False).returncode
+        if code != 0:
+            sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

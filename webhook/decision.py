@@ -1,0 +1,158 @@
+"""The decision path shared by /mutate, /validate and `kube-intent review`.
+
+detect accelerators -> parse intent -> bind identity -> evaluate policy -> verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from identity.binding import IdentityBinding, bind
+from identity.registry import AgentRegistry
+from webhook.detect import AcceleratorDetector, ClaimResolver, DetectError, Workload
+from webhook.intent import INTENT_ANNOTATION, ParsedIntent, parse_intent
+from webhook.policy import Enforcement, PolicyDecision, PolicyEngine, PolicyUnavailable, Violation
+
+RULE_DETECT = "pod-resources"
+RULE_INTENT_SCHEMA = "intent-schema"
+RULE_POLICY_ENGINE = "policy-engine"
+
+DENIAL_HEADER = "kube-intent denied pod {pod}: {count} violation(s): {details}"
+FAIL_OPEN_WARNING = (
+    "kube-intent admitted this GPU pod without a policy decision (fail-open): {error}"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What the decision needs from the AdmissionRequest (or from a file, offline)."""
+
+    uid: str
+    operation: str
+    namespace: str
+    name: str
+    username: str = ""
+    groups: tuple[str, ...] = ()
+    dry_run: bool = False
+
+    def to_input(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "operation": self.operation,
+            "namespace": self.namespace,
+            "name": self.name,
+            "userInfo": {"username": self.username, "groups": list(self.groups)},
+            "dryRun": self.dry_run,
+        }
+
+
+@dataclass(slots=True)
+class Verdict:
+    allowed: bool
+    workload: Workload | None
+    intent: ParsedIntent
+    identity: IdentityBinding | None = None
+    decision: PolicyDecision | None = None
+    violations: list[Violation] = field(default_factory=list)
+    policy_input: dict[str, Any] | None = None
+    fail_open: bool = False
+
+    @property
+    def gpu(self) -> bool:
+        return self.workload is not None and self.workload.gpu
+
+    @property
+    def warnings(self) -> list[str]:
+        return [str(v) for v in self.violations if v.enforcement == "warn"]
+
+    @property
+    def denials(self) -> list[Violation]:
+        return [v for v in self.violations if v.enforcement == "deny"]
+
+    def denial_message(self, pod: str) -> str:
+        details = "; ".join(str(v) for v in self.denials)
+        return DENIAL_HEADER.format(pod=pod, count=len(self.denials), details=details)
+
+
+class Decider:
+    """Holds what is built once (compiled patterns, clients) and decides per request."""
+
+    def __init__(
+        self,
+        *,
+        detector: AcceleratorDetector,
+        registry: Callable[[], AgentRegistry],
+        policy: PolicyEngine,
+        trust_domain: str,
+        enforcement: Enforcement | None = None,
+        fail_open: bool = False,
+    ) -> None:
+        self.detector = detector
+        self.registry = registry
+        self.policy = policy
+        self.trust_domain = trust_domain
+        self.enforcement = enforcement
+        self.fail_open = fail_open
+
+    def detect(self, pod: Mapping[str, Any], resolver: ClaimResolver | None = None) -> Workload:
+        return self.detector.detect(pod, resolver)
+
+    async def decide(
+        self,
+        request: RequestInfo,
+        pod: Mapping[str, Any],
+        workload: Workload,
+    ) -> Verdict:
+        """Full decision for a GPU pod (callers short-circuit non-GPU pods before this)."""
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        raw_intent = (
+            annotations.get(INTENT_ANNOTATION) if isinstance(annotations, Mapping) else None
+        )
+        intent = parse_intent(
+            raw_intent if isinstance(raw_intent, str) or raw_intent is None else str(raw_intent)
+        )
+        identity = bind(pod, request.namespace, self.registry(), self.trust_domain)
+        verdict = Verdict(allowed=False, workload=workload, intent=intent, identity=identity)
+
+        if intent.problems:
+            # Policies see only schema-valid intents; report every schema problem at once.
+            verdict.violations = [
+                Violation(rule=RULE_INTENT_SCHEMA, field=p.path, message=f"{p.path}: {p.message}")
+                for p in intent.problems
+            ]
+            return verdict
+
+        verdict.policy_input = {
+            "request": request.to_input(),
+            "pod": pod,
+            "workload": workload.to_input(),
+            "identity": identity.to_input(),
+            "intent": intent.to_input(),
+        }
+        try:
+            decision = await self.policy.evaluate(verdict.policy_input)
+        except PolicyUnavailable as exc:
+            verdict.violations = [Violation(rule=RULE_POLICY_ENGINE, message=str(exc))]
+            if self.fail_open:
+                verdict.violations[0].enforcement = "warn"
+                verdict.violations[0].message = FAIL_OPEN_WARNING.format(error=exc)
+                verdict.allowed = verdict.fail_open = True
+            return verdict
+
+        decision = decision.with_enforcement(self.enforcement)
+        verdict.decision = decision
+        verdict.violations = decision.violations
+        # Never trust `allowed` alone: a deny violation denies whatever the policy computed.
+        verdict.allowed = decision.allowed and not verdict.denials
+        return verdict
+
+    def detect_error_verdict(self, error: DetectError) -> Verdict:
+        """Unreadable resources on a pod: deny (we cannot tell it is not a GPU pod)."""
+        return Verdict(
+            allowed=False,
+            workload=None,
+            intent=ParsedIntent(present=False),
+            violations=[Violation(rule=RULE_DETECT, message=str(error))],
+        )

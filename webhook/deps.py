@@ -1,0 +1,57 @@
+"""What the routes depend on, built once by the app factory and handed out by FastAPI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, Request
+
+from webhook.decision import Decider, RequestInfo, Verdict
+from webhook.detect import ClaimResolver
+from webhook.metrics import Metrics
+from webhook.policy import PolicyEngine
+from webhook.settings import Settings
+
+
+class DecisionRecorder(Protocol):
+    """Durably records a decision before the response is sent (see webhook/audit)."""
+
+    async def record(
+        self, webhook: str, request: RequestInfo, verdict: Verdict, latency_ms: float
+    ) -> None: ...
+
+    async def healthy(self) -> bool: ...
+
+
+class ClaimLookup(Protocol):
+    """Fetches the ResourceClaims/Templates a pod references (a cluster read, never a write)."""
+
+    async def resolver_for(self, namespace: str, pod: dict[str, Any]) -> ClaimResolver | None: ...
+
+
+class GrantMinter(Protocol):
+    """Seam for the identity issue: JSONPatch operations that attach a grant to an allowed pod."""
+
+    def patch(
+        self, pod: dict[str, Any], request: RequestInfo, verdict: Verdict
+    ) -> list[dict[str, Any]]: ...
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    decider: Decider
+    policy: PolicyEngine
+    metrics: Metrics
+    recorder: DecisionRecorder | None = None
+    claims: ClaimLookup | None = None
+    grants: GrantMinter | None = None
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

@@ -1,0 +1,103 @@
+"""`kube-intent serve`: wire the real parts together and run the HTTPS server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from identity.registry import AgentRegistry, load_registry_file
+from webhook.app import create_app
+from webhook.metrics import Metrics
+from webhook.opa_process import policy_engine
+from webhook.policy import PolicyEngine, PolicyUnavailable
+from webhook.settings import Settings
+from webhook.tls import CertReloader, cert_not_after, ensure_dev_certificates
+
+log = logging.getLogger("kube_intent.serve")
+
+ERR_TLS = "serving TLS needs --dev or both --tls-cert and --tls-key"
+AGENT_SYNC_INTERVAL = 30.0
+
+
+class AgentSource:
+    """The current registrations; replaced whole when the file changes (read without locks)."""
+
+    def __init__(self, registry: AgentRegistry) -> None:
+        self.current = registry
+
+    def __call__(self) -> AgentRegistry:
+        return self.current
+
+
+async def sync_agents(policy: PolicyEngine, agents: AgentSource) -> None:
+    """Keep OPA's data.kube_intent.agents current, also after an OPA restart (kube-mgmt style)."""
+    while True:
+        with contextlib.suppress(PolicyUnavailable):
+            await policy.put_agents(agents().to_data())
+        await asyncio.sleep(AGENT_SYNC_INTERVAL)
+
+
+def tls_files(settings: Settings) -> tuple[str, str]:
+    if settings.dev:
+        dev = ensure_dev_certificates(settings.state_dir / "tls", [settings.host])
+        print(f"kube-intent: dev CA certificate: {dev.ca_cert}", file=sys.stderr, flush=True)
+        return str(dev.cert), str(dev.key)
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise SystemExit(ERR_TLS)
+    return str(settings.tls_cert), str(settings.tls_key)
+
+
+async def serve(settings: Settings) -> None:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    cert, key = tls_files(settings)
+    agents = AgentSource(
+        load_registry_file(settings.agents) if settings.agents else AgentRegistry()
+    )
+
+    metrics = Metrics()
+    tasks: list[asyncio.Task[None]] = []
+    async with policy_engine(
+        settings.opa_url,
+        settings.policies,
+        opa_bin=settings.opa_bin,
+        request_timeout=settings.opa_timeout_seconds,
+    ) as policy:
+        try:
+            app = create_app(settings, policy=policy, registry=agents, metrics=metrics)
+            config = uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                ssl_certfile=cert,
+                ssl_keyfile=key,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+            )
+            config.load()
+            assert isinstance(config.ssl, ssl.SSLContext)
+            reloader = CertReloader(config.ssl, Path(cert), Path(key))
+            metrics.cert_expiry.set_function(lambda: cert_not_after(reloader.cert).timestamp())
+            tasks = [
+                asyncio.create_task(reloader.run(), name="cert-reloader"),
+                asyncio.create_task(sync_agents(policy, agents), name="agent-sync"),
+            ]
+            log.info(
+                "serving on https://%s:%s (policies %s, OPA %s, revision %s)",
+                settings.host,
+                settings.port,
+                settings.policies,
+                policy.url,
+                policy.revision,
+            )
+            await uvicorn.Server(config).serve()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

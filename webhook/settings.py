@@ -1,0 +1,55 @@
+"""Typed settings: every `kube-intent serve` flag is also a `KUBE_INTENT_*` environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from webhook.detect import DEFAULT_DEVICE_CLASSES, DEFAULT_RESOURCE_PATTERNS
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_POLICIES = PACKAGE_ROOT / "policies"
+
+Enforcement = Literal["deny", "warn", "dryrun"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KUBE_INTENT_", extra="ignore")
+
+    dev: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8443
+    state_dir: Path = Path(".kube-intent")
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    policies: Path = BUNDLED_POLICIES
+    agents: Path | None = None
+    opa_url: str | None = None
+    opa_bin: str | None = None
+    opa_timeout_seconds: float = 1.0
+
+    trust_domain: str = "cluster.local"
+    issuer: str = "https://kube-intent.kube-intent.svc"
+
+    audit_db: str | None = None
+    audit_required: bool = True
+
+    # None keeps each rule's own enforcement; a value overrides every rule (staged rollouts).
+    enforcement: Enforcement | None = None
+    # GPU pods are denied when the policy engine cannot answer, unless this is set.
+    fail_open: bool = False
+
+    max_body_bytes: int = 3 * 1024 * 1024
+    accelerator_resources: tuple[str, ...] = DEFAULT_RESOURCE_PATTERNS
+    accelerator_device_classes: tuple[str, ...] = DEFAULT_DEVICE_CLASSES
+    log_level: str = "INFO"
+
+    graceful_shutdown_seconds: int = Field(default=15, ge=0)
+
+    @property
+    def audit_dsn(self) -> str:
+        return self.audit_db or str(self.state_dir / "audit.db")

@@ -1,0 +1,102 @@
+"""POST /validate: the final object, after every mutator, re-decided and integrity-checked."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from identity.binding import AGENT_LABEL
+from webhook import admission
+from webhook.admission import AdmissionRequest
+from webhook.admit import admit, respond_denial
+from webhook.decision import RequestInfo, Verdict
+from webhook.deps import Services
+from webhook.intent import INTENT_ANNOTATION
+from webhook.mutate import INTENT_DIGEST_ANNOTATION, SPIFFE_ID_ANNOTATION, identity_annotations
+from webhook.policy import Violation
+
+GRANT_ANNOTATION = "kube-intent.io/grant"
+RULE_IMMUTABLE = "immutable-governed-fields"
+RULE_INTEGRITY = "mutation-integrity"
+
+# What identifies and authorises a governed pod: changing any of them after admission would
+# let a running pod claim a different intent or agent than the one the policy approved.
+IMMUTABLE_ANNOTATIONS = (
+    INTENT_ANNOTATION,
+    GRANT_ANNOTATION,
+    INTENT_DIGEST_ANNOTATION,
+    SPIFFE_ID_ANNOTATION,
+)
+ERR_IMMUTABLE = (
+    "{field} cannot change after admission (was {old!r}, now {new!r}): delete and recreate the pod"
+)
+ERR_INTEGRITY = (
+    "{field} is {actual!r} but the pod's intent and identity give {expected!r}: "
+    "a later mutation or the pod's author changed it"
+)
+
+
+def _labels(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return ((obj or {}).get("metadata") or {}).get("labels") or {}
+
+
+def _annotations(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return ((obj or {}).get("metadata") or {}).get("annotations") or {}
+
+
+def immutable_changes(req: AdmissionRequest) -> list[Violation]:
+    if req.operation != "UPDATE" or req.old_object is None:
+        return []
+    old_ann, new_ann = _annotations(req.old_object), _annotations(req.object)
+    pairs = [
+        (f"metadata.annotations[{key}]", old_ann.get(key), new_ann.get(key))
+        for key in IMMUTABLE_ANNOTATIONS
+    ]
+    pairs.append(
+        (
+            f"metadata.labels[{AGENT_LABEL}]",
+            _labels(req.old_object).get(AGENT_LABEL),
+            _labels(req.object).get(AGENT_LABEL),
+        )
+    )
+    return [
+        Violation(
+            rule=RULE_IMMUTABLE,
+            field=field,
+            message=ERR_IMMUTABLE.format(field=field, old=old, new=new),
+        )
+        for field, old, new in pairs
+        if old != new
+    ]
+
+
+def integrity(req: AdmissionRequest, verdict: Verdict) -> list[Violation]:
+    """Our own annotations, when present, must match what the final pod says (mutated or forged)."""
+    annotations = _annotations(req.object)
+    violations = []
+    for key, expected in identity_annotations(verdict).items():
+        actual = annotations.get(key)
+        if actual is not None and actual != expected:
+            field = f"metadata.annotations[{key}]"
+            violations.append(
+                Violation(
+                    rule=RULE_INTEGRITY,
+                    field=field,
+                    message=ERR_INTEGRITY.format(field=field, actual=actual, expected=expected),
+                )
+            )
+    return violations
+
+
+def checks(req: AdmissionRequest, verdict: Verdict) -> list[Violation]:
+    return [*immutable_changes(req), *integrity(req, verdict)]
+
+
+def respond(req: AdmissionRequest, info: RequestInfo, verdict: Verdict) -> dict[str, Any]:
+    if not verdict.allowed:
+        return respond_denial(req, info, verdict)
+    return admission.allow(req.uid, warnings=verdict.warnings or None)
+
+
+async def handle_validate(req: AdmissionRequest, services: Services) -> dict[str, Any]:
+    return await admit("validate", req, services, respond=respond, checks=checks)
