@@ -66,7 +66,7 @@ class OpaProcess:
             "run",
             "--server",
             f"--addr=127.0.0.1:{self.port}",
-            "--disable-telemetry",
+            "--skip-version-check",
             "--log-level=error",
         ]
         if self.watch:

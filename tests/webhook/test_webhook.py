@@ -1,0 +1,340 @@
+"""/mutate and /validate against the real OPA with the bundled policies and example agents."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import EXAMPLES, AppClient, example_pod, review
+from webhook.metrics import Metrics
+from webhook.opa_process import free_port
+from webhook.policy import OpaPolicyEngine
+
+DENIED = sorted(p.stem for p in (EXAMPLES / "pods").glob("denied-*.yaml"))
+
+
+async def post(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return await client.post(path, content=content, headers={"content-type": "application/json"})
+
+
+def response_of(http: httpx.Response) -> dict[str, Any]:
+    assert http.status_code == 200, http.text
+    document = http.json()
+    assert document["apiVersion"] == "admission.k8s.io/v1"
+    assert document["kind"] == "AdmissionReview"
+    result: dict[str, Any] = document["response"]
+    return result
+
+
+def patch_of(response: dict[str, Any]) -> list[dict[str, Any]]:
+    assert response["patchType"] == "JSONPatch"
+    patch: list[dict[str, Any]] = json.loads(base64.b64decode(response["patch"]))
+    return patch
+
+
+def apply_patch(pod: dict[str, Any], patch: list[dict[str, Any]]) -> dict[str, Any]:
+    """A minimal RFC 6902 'add' for the paths the webhook emits."""
+    pod = copy.deepcopy(pod)
+    for op in patch:
+        assert op["op"] == "add"
+        *parents, last = [
+            p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]
+        ]
+        target = pod
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        if isinstance(target, list):
+            target.append(op["value"]) if last == "-" else target.insert(int(last), op["value"])
+        else:
+            target[last] = op["value"]
+    return pod
+
+
+@pytest.mark.parametrize("webhook", ["/mutate", "/validate"])
+async def test_allowed_pod(make_client: AppClient, webhook: str) -> None:
+    async with make_client() as client:
+        response = response_of(
+            await post(client, webhook, review(example_pod("allowed-vllm-llama")))
+        )
+    assert response["allowed"] is True
+    assert response["uid"] == "705ab4f5-6393-11e8-b7cc-42010a800002"
+
+
+async def test_mutation_adds_identity_and_digest_and_is_idempotent(make_client: AppClient) -> None:
+    pod = example_pod("allowed-vllm-llama")
+    async with make_client(trust_domain="prod.example.com") as client:
+        first = response_of(await post(client, "/mutate", review(pod)))
+        mutated = apply_patch(pod, patch_of(first))
+        annotations = mutated["metadata"]["annotations"]
+        assert annotations["kube-intent.io/spiffe-id"] == (
+            "spiffe://prod.example.com/ns/ml-serving/sa/support-bot"
+        )
+        assert annotations["kube-intent.io/intent-digest"].startswith("sha256:")
+        # Reinvocation (reinvocationPolicy: IfNeeded) sees its own output and changes nothing.
+        again = response_of(await post(client, "/mutate", review(mutated)))
+        assert again["allowed"] is True and "patch" not in again
+        final = response_of(await post(client, "/validate", review(mutated)))
+        assert final["allowed"] is True
+
+
+@pytest.mark.parametrize("example", DENIED)
+@pytest.mark.parametrize("webhook", ["/mutate", "/validate"])
+async def test_each_baseline_rule_denies_with_an_actionable_message(
+    make_client: AppClient, webhook: str, example: str
+) -> None:
+    rule = example.removeprefix("denied-")
+    async with make_client() as client:
+        response = response_of(await post(client, webhook, review(example_pod(example))))
+    assert response["allowed"] is False
+    status = response["status"]
+    assert status["code"] == 403
+    assert f"[{rule}]" in status["message"]
+    assert status["message"].startswith("kube-intent denied pod ml-serving/")
+
+
+async def test_schema_errors_are_all_listed(make_client: AppClient) -> None:
+    async with make_client() as client:
+        response = response_of(
+            await post(client, "/mutate", review(example_pod("denied-intent-schema")))
+        )
+    message = response["status"]["message"]
+    for path in ("intent.models", "intent.ttl", "intent:", "dataClasses"):
+        assert path in message, message
+
+
+async def test_warn_violations_become_warnings(make_client: AppClient) -> None:
+    async with make_client() as client:
+        response = response_of(
+            await post(client, "/mutate", review(example_pod("allowed-warn-ttl")))
+        )
+    assert response["allowed"] is True
+    assert any("[grant-ttl-cap]" in w for w in response["warnings"])
+
+
+async def test_dry_run_enforcement_override_admits_and_warns_nothing(
+    make_client: AppClient,
+) -> None:
+    async with make_client(enforcement="dryrun") as client:
+        response = response_of(
+            await post(client, "/mutate", review(example_pod("denied-model-allowed")))
+        )
+    assert response["allowed"] is True
+    assert "warnings" not in response
+
+
+async def test_warn_enforcement_override_turns_denials_into_warnings(
+    make_client: AppClient,
+) -> None:
+    async with make_client(enforcement="warn") as client:
+        response = response_of(
+            await post(client, "/mutate", review(example_pod("denied-model-allowed")))
+        )
+    assert response["allowed"] is True
+    assert any("[model-allowed]" in w for w in response["warnings"])
+
+
+@pytest.fixture
+async def dead_opa() -> AsyncIterator[OpaPolicyEngine]:
+    """An OPA address nothing listens on: the real client's real connection error."""
+    engine = OpaPolicyEngine(f"http://127.0.0.1:{free_port()}", timeout_seconds=0.5)
+    yield engine
+    await engine.close()
+
+
+async def test_opa_down_denies_gpu_pods_with_a_clear_message(
+    make_client: AppClient, dead_opa: OpaPolicyEngine
+) -> None:
+    async with make_client(policy=dead_opa) as client:
+        response = response_of(
+            await post(client, "/mutate", review(example_pod("allowed-vllm-llama")))
+        )
+    assert response["allowed"] is False
+    assert "[policy-engine]" in response["status"]["message"]
+    assert "unreachable" in response["status"]["message"]
+
+
+async def test_opa_down_still_admits_non_gpu_pods_without_asking_it(
+    make_client: AppClient, dead_opa: OpaPolicyEngine
+) -> None:
+    metrics = Metrics()
+    async with make_client(policy=dead_opa, metrics=metrics) as client:
+        for webhook in ("/mutate", "/validate"):
+            response = response_of(
+                await post(client, webhook, review(example_pod("passthrough-cpu")))
+            )
+            assert response == {"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": True}
+    assert (
+        metrics.registry.get_sample_value(
+            "kube_intent_admission_requests_total",
+            {"webhook": "validate", "operation": "CREATE", "decision": "passthrough"},
+        )
+        == 1
+    )
+    assert (
+        metrics.registry.get_sample_value("kube_intent_opa_evaluation_duration_seconds_count") == 0
+    )
+
+
+async def test_fail_open_admits_gpu_pods_with_a_warning(
+    make_client: AppClient, dead_opa: OpaPolicyEngine
+) -> None:
+    async with make_client(policy=dead_opa, fail_open=True) as client:
+        response = response_of(
+            await post(client, "/mutate", review(example_pod("allowed-vllm-llama")))
+        )
+    assert response["allowed"] is True
+    assert "fail-open" in response["warnings"][0]
+
+
+async def test_update_changing_the_intent_is_refused(make_client: AppClient) -> None:
+    old = example_pod("allowed-vllm-llama")
+    new = copy.deepcopy(old)
+    new["metadata"]["annotations"]["kube-intent.io/intent"] += "# edited\n"
+    async with make_client() as client:
+        response = response_of(
+            await post(client, "/validate", review(new, operation="UPDATE", old=old))
+        )
+    assert response["allowed"] is False
+    assert "[immutable-governed-fields]" in response["status"]["message"]
+    assert "kube-intent.io/intent" in response["status"]["message"]
+
+
+async def test_update_changing_the_agent_label_is_refused(make_client: AppClient) -> None:
+    old = example_pod("allowed-vllm-llama")
+    new = copy.deepcopy(old)
+    new["metadata"]["labels"]["kube-intent.io/agent"] = "batch-eval"
+    async with make_client() as client:
+        response = response_of(
+            await post(client, "/validate", review(new, operation="UPDATE", old=old))
+        )
+    assert response["allowed"] is False
+    assert "metadata.labels[kube-intent.io/agent]" in response["status"]["message"]
+
+
+async def test_update_of_unrelated_metadata_is_allowed(make_client: AppClient) -> None:
+    old = example_pod("allowed-vllm-llama")
+    new = copy.deepcopy(old)
+    new["metadata"]["labels"]["team"] = "support"
+    async with make_client() as client:
+        response = response_of(
+            await post(client, "/validate", review(new, operation="UPDATE", old=old))
+        )
+    assert response["allowed"] is True
+
+
+async def test_forged_identity_annotation_is_caught_on_validate(make_client: AppClient) -> None:
+    pod = example_pod("allowed-vllm-llama")
+    pod["metadata"]["annotations"]["kube-intent.io/spiffe-id"] = (
+        "spiffe://cluster.local/ns/kube-system/sa/admin"
+    )
+    async with make_client() as client:
+        response = response_of(await post(client, "/validate", review(pod)))
+    assert response["allowed"] is False
+    assert "[mutation-integrity]" in response["status"]["message"]
+
+
+async def test_delete_is_allowed_without_evaluation(
+    make_client: AppClient, dead_opa: OpaPolicyEngine
+) -> None:
+    async with make_client(policy=dead_opa) as client:
+        response = response_of(
+            await post(
+                client,
+                "/validate",
+                review(None, operation="DELETE", old=example_pod("allowed-vllm-llama")),
+            )
+        )
+    assert response["allowed"] is True
+
+
+async def test_other_kinds_get_an_in_band_400(make_client: AppClient) -> None:
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}}
+    body = review(deployment, kind={"group": "apps", "version": "v1", "kind": "Deployment"})
+    async with make_client() as client:
+        response = response_of(await post(client, "/validate", body))
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 400
+    assert "apps/v1 Deployment" in response["status"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        pytest.param(b"{", 400, "not valid JSON", id="malformed-json"),
+        pytest.param(
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}',
+            400,
+            "has no request",
+            id="no-request",
+        ),
+        pytest.param(
+            b'{"kind": "Pod"}', 400, "not an admission.k8s.io/v1 AdmissionReview", id="not-a-review"
+        ),
+    ],
+)
+async def test_malformed_requests_get_a_clear_http_error(
+    make_client: AppClient, body: bytes, status: int, message: str
+) -> None:
+    async with make_client() as client:
+        http = await post(client, "/mutate", body)
+    assert http.status_code == status
+    assert message in http.json()["error"]
+    assert "Traceback" not in http.text
+
+
+async def test_oversized_bodies_are_refused_with_413(make_client: AppClient) -> None:
+    pod = example_pod("allowed-vllm-llama")
+    pod["metadata"]["annotations"]["padding"] = "x" * 5000
+    async with make_client(max_body_bytes=4096) as client:
+        http = await post(client, "/mutate", review(pod))
+    assert http.status_code == 413
+    assert "exceeds 4096 bytes" in http.json()["error"]
+
+
+async def test_unreadable_gpu_quantity_is_denied_with_the_field(make_client: AppClient) -> None:
+    pod = example_pod("allowed-vllm-llama")
+    pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = "lots"
+    async with make_client() as client:
+        response = response_of(await post(client, "/mutate", review(pod)))
+    assert response["allowed"] is False
+    assert "[pod-resources]" in response["status"]["message"]
+    assert "nvidia.com/gpu" in response["status"]["message"]
+
+
+async def test_metrics_after_a_known_sequence(make_client: AppClient) -> None:
+    metrics = Metrics()
+    async with make_client(metrics=metrics) as client:
+        for example in ("allowed-vllm-llama", "denied-model-allowed", "passthrough-cpu"):
+            await post(client, "/validate", review(example_pod(example)))
+        text = (await client.get("/metrics")).text
+    sample = metrics.registry.get_sample_value
+    labels = {"webhook": "validate", "operation": "CREATE"}
+    assert sample("kube_intent_admission_requests_total", {**labels, "decision": "allowed"}) == 1
+    assert sample("kube_intent_admission_requests_total", {**labels, "decision": "denied"}) == 1
+    assert (
+        sample("kube_intent_admission_requests_total", {**labels, "decision": "passthrough"}) == 1
+    )
+    assert (
+        sample(
+            "kube_intent_admission_violations_total",
+            {"webhook": "validate", "rule": "model-allowed", "enforcement": "deny"},
+        )
+        == 1
+    )
+    assert sample("kube_intent_opa_evaluation_duration_seconds_count") == 2
+    assert "kube_intent_admission_duration_seconds_bucket" in text
+
+
+async def test_readyz_reflects_opa(make_client: AppClient, dead_opa: OpaPolicyEngine) -> None:
+    async with make_client() as client:
+        assert (await client.get("/readyz")).status_code == 200
+        assert (await client.get("/healthz")).text == "ok"
+    async with make_client(policy=dead_opa) as client:
+        assert (await client.get("/readyz")).status_code == 503

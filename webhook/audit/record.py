@@ -1,0 +1,225 @@
+"""The audit record (DESIGN.md "Audit record") and its canonical, hash-chained form.
+
+The hash covers every field except ``id`` (assigned by the database) and ``hash`` itself, and it
+includes ``prev_hash`` and ``seq``: that is what chains rows together and what makes an edited,
+deleted or reordered row detectable.
+
+The canonical form is frozen on purpose: it is built from an explicit field list with an
+explicit time format, never from ``model_dump``, so that a pydantic upgrade or a new optional
+field cannot change the hash of rows written years ago.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+GENESIS_HASH = "0" * 64
+"""``prev_hash`` of the first row of a chain."""
+
+Kind = Literal["admission", "token"]
+Enforcement = Literal["deny", "warn", "dryrun"]
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _clean_text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL and UTF-8 cannot encode lone surrogates (json.loads happily
+    # produces both from "\u0000" / "\ud800"). A row the database refuses would be lost, or would
+    # wedge the retry buffer, so such characters are replaced before the record is hashed.
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+CleanStr = Annotated[str, AfterValidator(_clean_text)]
+HexHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+def format_time(value: datetime) -> str:
+    """Fixed-width UTC timestamp with microseconds: sorts lexically, round-trips exactly."""
+    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def to_utc(value: datetime) -> datetime:
+    # A naive datetime is taken to be UTC: the webhook only ever produces UTC times.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace, ASCII (hence valid UTF-8), no NaN/Infinity.
+
+    ASCII escaping makes the bytes identical for any Python string, lone surrogates included,
+    and lets the same text be stored verbatim in SQLite and PostgreSQL.
+    """
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+class Violation(BaseModel):
+    """One policy violation, as returned by OPA (CONTRACT.md "Decision")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rule: CleanStr
+    message: CleanStr = ""
+    enforcement: Enforcement = "deny"
+    field: CleanStr = ""
+
+
+class AcceleratorSummary(BaseModel):
+    """What the pod asked for: total devices, extended resources by name, DRA claims."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    total: int = Field(default=0, ge=0)
+    resources: dict[str, int] = Field(default_factory=dict)
+    claims: int = Field(default=0, ge=0)
+
+    @classmethod
+    def from_workload(cls, workload: Mapping[str, Any]) -> AcceleratorSummary:
+        """Summarise the policy input's ``workload`` section."""
+        resources: dict[str, int] = {}
+        for acc in workload.get("accelerators") or []:
+            name = str(acc.get("resource", ""))
+            resources[name] = resources.get(name, 0) + int(acc.get("count", 0))
+        return cls(
+            total=int(workload.get("total", sum(resources.values()))),
+            resources=resources,
+            claims=len(workload.get("claims") or []),
+        )
+
+
+class AuditRecord(BaseModel):
+    """One admission (or token) decision.
+
+    ``id``, ``seq``, ``prev_hash`` and ``hash`` are assigned by the store when the row is
+    written; leave them unset when building a record.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int | None = None
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    kind: Kind = "admission"
+    uid: CleanStr = ""
+    operation: CleanStr = ""
+    namespace: CleanStr = ""
+    name: CleanStr = ""
+    user: CleanStr = ""
+    groups: list[CleanStr] = Field(default_factory=list)
+    agent: CleanStr | None = None
+    service_account: CleanStr = ""
+    spiffe_id: CleanStr | None = None
+    intent: dict[str, Any] | None = None
+    intent_digest: CleanStr | None = None
+    accelerators: AcceleratorSummary = Field(default_factory=AcceleratorSummary)
+    allowed: bool
+    violations: list[Violation] = Field(default_factory=list)
+    policy_revision: CleanStr = ""
+    grant_jti: CleanStr | None = None
+    latency_ms: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    input: dict[str, Any] | None = None
+    message: CleanStr = ""
+    seq: int | None = Field(default=None, ge=1)
+    prev_hash: HexHash | None = None
+    hash: HexHash | None = None
+
+    @field_validator("time")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return to_utc(value)
+
+    @field_validator("latency_ms")
+    @classmethod
+    def _no_negative_zero(cls, value: float) -> float:
+        # SQLite stores a whole REAL as an integer and returns -0.0 as 0.0; the hash would then
+        # no longer match, so -0.0 is normalised away before hashing.
+        return value + 0.0
+
+    @model_validator(mode="after")
+    def _serialisable(self) -> AuditRecord:
+        # Fail when the record is built (in the handler), not later in the write path where a
+        # record that cannot be serialised (NaN in the input, ...) would be retried forever.
+        canonical_json(self._content(seq=1, prev_hash=GENESIS_HASH))
+        return self
+
+    def _content(self, *, seq: int, prev_hash: str) -> dict[str, Any]:
+        # The frozen list of hashed fields. Adding a field here changes every hash: a new field
+        # must be omitted from the content while it has its default value.
+        return {
+            "time": format_time(self.time),
+            "kind": self.kind,
+            "uid": self.uid,
+            "operation": self.operation,
+            "namespace": self.namespace,
+            "name": self.name,
+            "user": self.user,
+            "groups": list(self.groups),
+            "agent": self.agent,
+            "service_account": self.service_account,
+            "spiffe_id": self.spiffe_id,
+            "intent": self.intent,
+            "intent_digest": self.intent_digest,
+            "accelerators": self.accelerators.model_dump(),
+            "allowed": self.allowed,
+            "violations": [v.model_dump() for v in self.violations],
+            "policy_revision": self.policy_revision,
+            "grant_jti": self.grant_jti,
+            "latency_ms": self.latency_ms,
+            "input": self.input,
+            "message": self.message,
+            "seq": seq,
+            "prev_hash": prev_hash,
+        }
+
+    def canonical_bytes(self, *, seq: int, prev_hash: str) -> bytes:
+        """The exact bytes that are hashed for this record at position ``seq``."""
+        return canonical_json(self._content(seq=seq, prev_hash=prev_hash)).encode("utf-8")
+
+    def compute_hash(self, *, seq: int, prev_hash: str) -> str:
+        return hashlib.sha256(self.canonical_bytes(seq=seq, prev_hash=prev_hash)).hexdigest()
+
+    def chained(self, *, record_id: int, seq: int, prev_hash: str) -> StoredRecord:
+        """This record placed in the chain after ``prev_hash``, as the store will return it."""
+        data = self.model_dump()
+        data.update(
+            id=record_id,
+            seq=seq,
+            prev_hash=prev_hash,
+            hash=self.compute_hash(seq=seq, prev_hash=prev_hash),
+        )
+        return StoredRecord.model_validate(data)
+
+    @property
+    def denied_rules(self) -> list[str]:
+        """Rules whose violation denied the request, in order, without duplicates."""
+        return list(dict.fromkeys(v.rule for v in self.violations if v.enforcement == "deny"))
+
+
+class StoredRecord(AuditRecord):
+    """A record as read back from a store: every chain field is set."""
+
+    id: int
+    seq: int = Field(ge=1)
+    prev_hash: HexHash
+    hash: HexHash
+
+    def recompute_hash(self) -> str:
+        return self.compute_hash(seq=self.seq, prev_hash=self.prev_hash)

@@ -1,0 +1,164 @@
+"""Mapping between records and table rows, shared by the SQLite and PostgreSQL backends.
+
+Structured fields (groups, intent, accelerators, violations, input) are stored as canonical JSON
+*text* in both databases: reading the text back gives exactly the values that were hashed, where
+PostgreSQL ``jsonb`` would reformat numbers and refuse some strings, and ``verify`` would then
+report rows that nobody touched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from .errors import CorruptRecord
+from .record import StoredRecord, canonical_json, format_time, parse_time, to_utc
+from .store import AuditFilter, Order
+
+Dialect = Literal["sqlite", "postgres"]
+
+TABLE = "audit_record"
+
+# Column order of INSERTs and SELECTs (SELECTs put ``id`` first). ``user`` is reserved in SQL.
+COLUMNS: tuple[str, ...] = (
+    "seq",
+    "time",
+    "kind",
+    "uid",
+    "operation",
+    "namespace",
+    "name",
+    "user_name",
+    "user_groups",
+    "agent",
+    "service_account",
+    "spiffe_id",
+    "intent",
+    "intent_digest",
+    "accelerators",
+    "allowed",
+    "violations",
+    "policy_revision",
+    "grant_jti",
+    "latency_ms",
+    "input",
+    "message",
+    "prev_hash",
+    "hash",
+)
+SELECT_COLUMNS = "id, " + ", ".join(COLUMNS)
+INSERT_COLUMNS = ", ".join(COLUMNS)
+
+_JSON_COLUMNS = frozenset({"user_groups", "intent", "accelerators", "violations", "input"})
+
+
+def _json_or_null(value: Any) -> str | None:
+    return None if value is None else canonical_json(value)
+
+
+def record_params(record: StoredRecord, *, dialect: Dialect) -> list[Any]:
+    """INSERT parameters, in ``COLUMNS`` order (the record is already placed in the chain)."""
+    # SQLite has no timestamp type: the fixed-width text form sorts and compares correctly.
+    time: Any = format_time(record.time) if dialect == "sqlite" else record.time
+    return [
+        record.seq,
+        time,
+        record.kind,
+        record.uid,
+        record.operation,
+        record.namespace,
+        record.name,
+        record.user,
+        canonical_json(list(record.groups)),
+        record.agent,
+        record.service_account,
+        record.spiffe_id,
+        _json_or_null(record.intent),
+        record.intent_digest,
+        canonical_json(record.accelerators.model_dump()),
+        record.allowed,
+        canonical_json([v.model_dump() for v in record.violations]),
+        record.policy_revision,
+        record.grant_jti,
+        record.latency_ms,
+        _json_or_null(record.input),
+        record.message,
+        record.prev_hash,
+        record.hash,
+    ]
+
+
+def row_to_record(row: Sequence[Any]) -> StoredRecord:
+    """Build a record from a ``SELECT_COLUMNS`` row; a row that does not parse is corrupt."""
+    values = dict(zip(("id", *COLUMNS), row, strict=True))
+    seq = values.get("seq")
+    try:
+        for column in _JSON_COLUMNS:
+            if values[column] is not None:
+                values[column] = json.loads(values[column])
+        time = values["time"]
+        values["time"] = to_utc(time) if isinstance(time, datetime) else parse_time(str(time))
+        values["user"] = values.pop("user_name")
+        values["groups"] = values.pop("user_groups")
+        return StoredRecord.model_validate(values)
+    except (ValueError, TypeError, ValidationError) as exc:
+        raise CorruptRecord(seq if isinstance(seq, int) else None, str(exc)) from exc
+
+
+def build_query(
+    filters: AuditFilter,
+    *,
+    after_seq: int | None,
+    order: Order,
+    limit: int,
+    dialect: Dialect,
+) -> tuple[str, list[Any]]:
+    """SELECT for one page: ``limit`` rows after the cursor position ``after_seq``."""
+    ph = "?" if dialect == "sqlite" else "%s"
+    where: list[str] = []
+    params: list[Any] = []
+
+    def eq(column: str, value: Any) -> None:
+        where.append(f"{column} = {ph}")
+        params.append(value)
+
+    if filters.allowed is not None:
+        eq("allowed", filters.allowed)
+    if filters.kind is not None:
+        eq("kind", filters.kind)
+    if filters.namespace is not None:
+        eq("namespace", filters.namespace)
+    if filters.agent is not None:
+        eq("agent", filters.agent)
+    if filters.user is not None:
+        eq("user_name", filters.user)
+    for op, bound in ((">=", filters.since), ("<", filters.until)):
+        if bound is not None:
+            where.append(f"time {op} {ph}")
+            params.append(format_time(bound) if dialect == "sqlite" else bound)
+    if filters.rule is not None:
+        if dialect == "sqlite":
+            where.append(
+                f"EXISTS (SELECT 1 FROM json_each({TABLE}.violations) AS v "
+                f"WHERE json_extract(v.value, '$.rule') = {ph})"
+            )
+            params.append(filters.rule)
+        else:
+            # Matches the expression index created by the PostgreSQL migration.
+            where.append(f"violations::jsonb @> {ph}::jsonb")
+            params.append(json.dumps([{"rule": filters.rule}]))
+    if after_seq is not None:
+        where.append(f"seq {'<' if order == 'desc' else '>'} {ph}")
+        params.append(after_seq)
+
+    # Only constant fragments are interpolated; every value is a bound parameter.
+    sql = f"SELECT {SELECT_COLUMNS} FROM {TABLE}"  # noqa: S608
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY seq {'DESC' if order == 'desc' else 'ASC'} LIMIT {ph}"
+    params.append(limit)
+    return sql, params

@@ -1,0 +1,410 @@
+"""SQLite audit store: WAL, synchronous=FULL, one group-committing writer thread.
+
+Why a thread: sqlite3 blocks, and an fsync per decision on the event loop would stall every
+admission. The writer drains everything queued while the previous transaction was committing and
+writes it in ONE transaction (group commit): one fsync for many decisions. Each caller's future is
+resolved only after COMMIT returned, so an acknowledged decision survives kill -9.
+
+Several processes may share the file (two webhook processes, or the CLI): ``BEGIN IMMEDIATE``
+takes SQLite's single write lock before the chain head is read, so the chain stays linear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from .errors import AuditStoreError
+from .record import GENESIS_HASH, AuditRecord, StoredRecord, format_time
+from .rows import INSERT_COLUMNS, SELECT_COLUMNS, TABLE, build_query, record_params, row_to_record
+from .store import (
+    AuditFilter,
+    AuditPage,
+    Order,
+    StoreCounters,
+    check_limit,
+    decode_cursor,
+    make_page,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 10.0  # how long a writer waits for another process's write lock
+MAX_BATCH = 500  # records per group-commit transaction
+ITER_BATCH = 500
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            f"""CREATE TABLE {TABLE} (
+                id              INTEGER PRIMARY KEY AUTOINCREMENT,
+                seq             INTEGER NOT NULL UNIQUE,
+                time            TEXT NOT NULL,
+                kind            TEXT NOT NULL,
+                uid             TEXT NOT NULL,
+                operation       TEXT NOT NULL,
+                namespace       TEXT NOT NULL,
+                name            TEXT NOT NULL,
+                user_name       TEXT NOT NULL,
+                user_groups     TEXT NOT NULL,
+                agent           TEXT,
+                service_account TEXT NOT NULL,
+                spiffe_id       TEXT,
+                intent          TEXT,
+                intent_digest   TEXT,
+                accelerators    TEXT NOT NULL,
+                allowed         INTEGER NOT NULL,
+                violations      TEXT NOT NULL,
+                policy_revision TEXT NOT NULL,
+                grant_jti       TEXT,
+                latency_ms      REAL NOT NULL,
+                input           TEXT,
+                message         TEXT NOT NULL,
+                prev_hash       TEXT NOT NULL,
+                hash            TEXT NOT NULL
+            )""",
+            f"CREATE INDEX {TABLE}_time ON {TABLE} (time)",
+            f"CREATE INDEX {TABLE}_namespace ON {TABLE} (namespace, seq)",
+            f"CREATE INDEX {TABLE}_agent ON {TABLE} (agent, seq)",
+            f"CREATE INDEX {TABLE}_user ON {TABLE} (user_name, seq)",
+            f"CREATE INDEX {TABLE}_allowed ON {TABLE} (allowed, seq)",
+            # Append-only against accidents (a stray UPDATE in a maintenance session). Someone
+            # who drops the triggers is what the hash chain and ``verify`` are for.
+            f"""CREATE TRIGGER {TABLE}_no_update BEFORE UPDATE ON {TABLE}
+                BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END""",
+            f"""CREATE TRIGGER {TABLE}_no_delete BEFORE DELETE ON {TABLE}
+                BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END""",
+        ],
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_INSERT = (
+    f"INSERT INTO {TABLE} ({INSERT_COLUMNS}) "  # noqa: S608 (constant column list)
+    f"VALUES ({', '.join('?' * len(INSERT_COLUMNS.split(', ')))})"
+)
+# Constant SQL: only table and column names are interpolated.
+_HEAD = f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1"  # noqa: S608
+_GET = f"SELECT {SELECT_COLUMNS} FROM {TABLE} WHERE id = ?"  # noqa: S608
+_MAX_SEQ = f"SELECT MAX(seq) FROM {TABLE}"  # noqa: S608
+_ITER = (
+    f"SELECT {SELECT_COLUMNS} FROM {TABLE} "  # noqa: S608
+    "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+)
+
+
+@dataclass
+class _WriteRequest:
+    records: list[AuditRecord]
+    future: asyncio.Future[list[StoredRecord]]
+    loop: asyncio.AbstractEventLoop
+
+
+_STOP = None  # queue sentinel: the writer exits after the requests queued before it
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # isolation_level=None: no implicit transactions; the writer issues BEGIN IMMEDIATE itself.
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.execute("PRAGMA synchronous = FULL")  # fsync the WAL at every commit
+    return conn
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if not exists:
+        return 0
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    current = _schema_version(conn)
+    if current > SCHEMA_VERSION:
+        raise AuditStoreError(
+            f"audit database schema version {current} is newer than this kube-intent "
+            f"(knows up to {SCHEMA_VERSION}); upgrade kube-intent"
+        )
+    if current == SCHEMA_VERSION:
+        return  # nothing to write: read-only users can open an up-to-date database
+    conn.execute("BEGIN IMMEDIATE")  # serialises concurrent openers
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        current = _schema_version(conn)
+        for version, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                (version, format_time(datetime.now(UTC))),
+            )
+            log.info("audit database migrated to schema version %d", version)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _settle(
+    request: _WriteRequest,
+    result: list[StoredRecord] | None,
+    error: BaseException | None,
+) -> None:
+    """Resolve a caller's future from the writer thread."""
+
+    def apply() -> None:
+        if request.future.done():  # cancelled by the caller (timeout)
+            return
+        if error is not None:
+            request.future.set_exception(error)
+        else:
+            request.future.set_result(result or [])
+
+    # The loop may be closed if the caller went away; nobody is waiting any more then.
+    with contextlib.suppress(RuntimeError):
+        request.loop.call_soon_threadsafe(apply)
+
+
+class SQLiteStore:
+    """``AuditStore`` over one SQLite file. Create it with ``await SQLiteStore.open(path)``."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._queue: queue.SimpleQueue[_WriteRequest | None] = queue.SimpleQueue()
+        self._closed = False
+        self._lock = threading.Lock()  # guards the counters
+        self._counters = StoreCounters()
+        self._thread = threading.Thread(
+            target=self._writer_main, name="kube-intent-audit-writer", daemon=True
+        )
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @classmethod
+    async def open(cls, path: str, *, create: bool = True) -> SQLiteStore:
+        if path in ("", ":memory:") or path.startswith("file:"):
+            # Readers use their own connections, so the database must be a real file.
+            raise ValueError(f"the SQLite audit store needs a file path, got {path!r}")
+        if not create and not os.path.exists(path):
+            raise AuditStoreError(f"no audit database at {path}")
+        store = cls(path)
+        try:
+            await asyncio.to_thread(store._initialise, create)
+        except sqlite3.Error as exc:
+            raise AuditStoreError(f"cannot open audit database {path}: {exc}") from exc
+        store._thread.start()
+        return store
+
+    def _initialise(self, create: bool) -> None:
+        if create and not os.path.exists(self._path):
+            # The trail names users and workloads: readable by its owner only. SQLite gives the
+            # -wal and -shm files the same permissions.
+            parent = os.path.dirname(self._path)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            os.close(os.open(self._path, os.O_CREAT | os.O_WRONLY, 0o600))
+        conn = _connect(self._path)
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise AuditStoreError(f"cannot enable WAL on {self._path} (journal_mode={mode})")
+            _migrate(conn)
+        finally:
+            conn.close()
+
+    # -- write path -------------------------------------------------------------------------
+
+    async def append(self, record: AuditRecord) -> StoredRecord:
+        return (await self.append_many([record]))[0]
+
+    async def append_many(self, records: Sequence[AuditRecord]) -> list[StoredRecord]:
+        if not records:
+            return []
+        if self._closed:
+            raise AuditStoreError("audit store is closed")
+        loop = asyncio.get_running_loop()
+        request = _WriteRequest(list(records), loop.create_future(), loop)
+        self._queue.put(request)
+        return await request.future
+
+    def _writer_main(self) -> None:
+        conn: sqlite3.Connection | None = None
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            size = len(first.records)
+            # Group commit: take everything that queued up while the last commit was running.
+            while size < MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                    break
+                batch.append(nxt)
+                size += len(nxt.records)
+            try:
+                if conn is None:
+                    conn = _connect(self._path)
+                self._write_batch(conn, batch)
+            except Exception as exc:
+                log.warning("audit write of %d record(s) failed: %s", size, exc)
+                with self._lock:
+                    c = self._counters
+                    self._counters = StoreCounters(
+                        c.transactions, c.records, c.failed_transactions + 1, c.largest_batch
+                    )
+                error = AuditStoreError(f"audit write failed: {exc}")
+                for request in batch:
+                    _settle(request, None, error)
+                if conn is not None:  # start from a fresh connection next time
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
+                    conn = None
+        if conn is not None:
+            conn.close()
+
+    def _write_batch(self, conn: sqlite3.Connection, batch: list[_WriteRequest]) -> None:
+        conn.execute("BEGIN IMMEDIATE")  # the write lock, across processes, before the head
+        try:
+            # Checked under the lock: a caller that gave up (timeout) is not written behind its
+            # back. One that gives up from here on is written (the audit trail is at-least-once).
+            live = [r for r in batch if not r.future.cancelled()]
+            head = conn.execute(_HEAD).fetchone()
+            seq, prev_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS_HASH)
+            results: list[list[StoredRecord]] = []
+            for request in live:
+                stored: list[StoredRecord] = []
+                for record in request.records:
+                    seq += 1
+                    placed = record.chained(record_id=0, seq=seq, prev_hash=prev_hash)
+                    cursor = conn.execute(_INSERT, record_params(placed, dialect="sqlite"))
+                    stored.append(placed.model_copy(update={"id": cursor.lastrowid}))
+                    prev_hash = placed.hash
+                results.append(stored)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        written = sum(len(r) for r in results)
+        with self._lock:
+            c = self._counters
+            self._counters = StoreCounters(
+                transactions=c.transactions + 1,
+                records=c.records + written,
+                failed_transactions=c.failed_transactions,
+                largest_batch=max(c.largest_batch, written),
+            )
+        for request, stored in zip(live, results, strict=True):
+            _settle(request, stored, None)
+
+    # -- read path: a fresh connection per call, in a worker thread ---------------------------
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = _connect(self._path)
+            try:
+                conn.execute("PRAGMA query_only = ON")
+                return fn(conn)
+            finally:
+                conn.close()
+
+        try:
+            return await asyncio.to_thread(run)
+        except sqlite3.Error as exc:
+            raise AuditStoreError(f"audit read failed: {exc}") from exc
+
+    async def _fetchall(self, sql: str, params: Sequence[object]) -> list[Any]:
+        return await self._read(lambda c: c.execute(sql, params).fetchall())
+
+    async def query(
+        self,
+        filters: AuditFilter,
+        cursor: str | None = None,
+        limit: int = 100,
+        *,
+        order: Order = "desc",
+    ) -> AuditPage:
+        check_limit(limit)
+        sql, params = build_query(
+            filters,
+            after_seq=decode_cursor(cursor, order),
+            order=order,
+            limit=limit + 1,
+            dialect="sqlite",
+        )
+        rows = await self._fetchall(sql, params)
+        return make_page([row_to_record(r) for r in rows], limit, order)
+
+    async def get(self, record_id: int) -> StoredRecord | None:
+        rows = await self._fetchall(_GET, (record_id,))
+        return row_to_record(rows[0]) if rows else None
+
+    async def iter_all(self) -> AsyncIterator[StoredRecord]:
+        # Up to the head as it is now: a busy chain must not make verify/export run forever.
+        last = int((await self._fetchall(_MAX_SEQ, ()))[0][0] or 0)
+        after = 0
+        while True:
+            rows = await self._fetchall(_ITER, (after, last, ITER_BATCH))
+            for row in rows:
+                record = row_to_record(row)
+                yield record
+                after = record.seq
+            if len(rows) < ITER_BATCH:
+                return
+
+    async def healthy(self) -> bool:
+        if self._closed or not self._thread.is_alive():
+            return False
+        try:
+            await self._fetchall("SELECT MAX(version) FROM schema_version", ())
+        except AuditStoreError:
+            return False
+        return True
+
+    def counters(self) -> StoreCounters:
+        with self._lock:
+            return self._counters
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join)
+        # Requests that raced with close() (queued after the sentinel) are failed, not lost
+        # silently.
+        while True:
+            try:
+                request = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if request is not None:
+                _settle(request, None, AuditStoreError("audit store is closed"))

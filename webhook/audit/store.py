@@ -1,0 +1,158 @@
+"""The audit store interface, its query types, and ``open_store``.
+
+Two backends implement ``AuditStore``: SQLite (the default, one file) and PostgreSQL (several
+replicas). Both write through a single group-committing writer per process and take a database
+lock around "read the chain head, insert, commit", so that the hash chain stays linear even with
+several processes writing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from .record import AuditRecord, Kind, StoredRecord, to_utc
+
+Order = Literal["desc", "asc"]
+"""``desc``: newest first (the default for people); ``asc``: chain order (for tools)."""
+
+MAX_PAGE = 1000
+
+
+class AuditFilter(BaseModel):
+    """Filters of ``query``; unset fields do not filter. ``since`` is inclusive, ``until`` not."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    allowed: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    namespace: str | None = None
+    agent: str | None = None
+    user: str | None = None
+    rule: str | None = None
+    kind: Kind | None = None
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else to_utc(value)
+
+
+class AuditPage(BaseModel):
+    """One page of results; pass ``next_cursor`` back to get the next one (None: no more)."""
+
+    records: list[StoredRecord]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreCounters:
+    """Write-path counters of one store object (this process only).
+
+    ``records / transactions`` is the group-commit batching factor.
+    """
+
+    transactions: int = 0
+    records: int = 0
+    failed_transactions: int = 0
+    largest_batch: int = 0
+
+
+class AuditStore(Protocol):
+    async def append(self, record: AuditRecord) -> StoredRecord:
+        """Write one record; returns only once the row is durably committed.
+
+        Concurrent calls are group-committed: the records queued while a transaction is in
+        flight are written together in the next one. Raises ``AuditStoreError``.
+        """
+        ...
+
+    async def append_many(self, records: Sequence[AuditRecord]) -> list[StoredRecord]:
+        """Write several records, in order, in one transaction (all or nothing)."""
+        ...
+
+    async def query(
+        self,
+        filters: AuditFilter,
+        cursor: str | None = None,
+        limit: int = 100,
+        *,
+        order: Order = "desc",
+    ) -> AuditPage:
+        """One page of matching records. Raises ``ValueError`` for a bad cursor or limit."""
+        ...
+
+    async def get(self, record_id: int) -> StoredRecord | None: ...
+
+    def iter_all(self) -> AsyncIterator[StoredRecord]:
+        """Every record in chain (``seq``) order, streamed in batches.
+
+        Raises ``CorruptRecord`` at a row that cannot be parsed.
+        """
+        ...
+
+    async def healthy(self) -> bool:
+        """True when the database answers and the schema is in place."""
+        ...
+
+    def counters(self) -> StoreCounters: ...
+
+    async def close(self) -> None:
+        """Finish queued writes, then release connections and the writer."""
+        ...
+
+
+def encode_cursor(order: Order, seq: int) -> str:
+    return f"{order}:{seq}"
+
+
+def decode_cursor(cursor: str | None, order: Order) -> int | None:
+    """The ``seq`` after which the next page starts. Cursors are tied to their order."""
+    if cursor is None:
+        return None
+    prefix, _, seq = cursor.partition(":")
+    if prefix != order or not seq.isdigit():
+        raise ValueError(f"invalid cursor {cursor!r} for order {order!r}")
+    return int(seq)
+
+
+def check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+
+
+def make_page(records: list[StoredRecord], limit: int, order: Order) -> AuditPage:
+    """Build a page from up to ``limit + 1`` records (the extra one proves there is more)."""
+    if len(records) > limit:
+        records = records[:limit]
+        return AuditPage(records=records, next_cursor=encode_cursor(order, records[-1].seq))
+    return AuditPage(records=records)
+
+
+async def open_store(db: str, *, create: bool = True, lazy: bool = False) -> AuditStore:
+    """Open (and migrate) the store that ``db`` names.
+
+    - ``postgresql://...`` / ``postgres://...`` (or a libpq ``key=value`` string starting with
+      ``host=`` / ``dbname=``): PostgreSQL.
+    - ``sqlite:///relative.db``, ``sqlite:////absolute.db`` (SQLAlchemy's convention) or a plain
+      path: SQLite. With ``create=False`` a missing file is an error instead of a new, empty
+      audit trail (what read-only CLI commands want).
+
+    ``lazy`` (PostgreSQL only): do not fail when the server is down at open time; the schema is
+    then checked before the first write. A webhook in non-required mode wants this so that it can
+    start, and buffer, while the database is unreachable.
+    """
+    if db.startswith(("postgresql://", "postgres://", "host=", "dbname=")):
+        from .postgres import PostgresStore
+
+        return await PostgresStore.open(db, lazy=lazy)
+
+    from .sqlite import SQLiteStore
+
+    path = db.removeprefix("sqlite:///") if db.startswith("sqlite:///") else db
+    return await SQLiteStore.open(path, create=create)
