@@ -77,7 +77,7 @@ async def admit(
             resolver = (
                 await services.claims.resolver_for(info.namespace, pod) if services.claims else None
             )
-            workload = decider.detect(pod, resolver)
+            workload = decider.detect(pod, info.namespace, resolver)
         except DetectError as exc:
             verdict = decider.detect_error_verdict(exc)
         else:

@@ -96,8 +96,11 @@ class Decider:
         self.enforcement = enforcement
         self.fail_open = fail_open
 
-    def detect(self, pod: Mapping[str, Any], resolver: ClaimResolver | None = None) -> Workload:
-        return self.detector.detect(pod, resolver)
+    def detect(
+        self, pod: Mapping[str, Any], namespace: str, resolver: ClaimResolver | None = None
+    ) -> Workload:
+        # The request's namespace, not metadata.namespace (empty on CREATE, and not trusted).
+        return self.detector.detect(pod, resolver, namespace=namespace)
 
     async def decide(
         self,

@@ -203,7 +203,12 @@ class ClaimResolver(Protocol):
     """Looks up DRA claim objects; the webhook backs this with the API server (or a cache)."""
 
     def lookup(self, namespace: str, kind: ClaimKind, name: str) -> Mapping[str, Any] | None:
-        """Return the object (any resource.k8s.io version) or None when it is unknown."""
+        """Return the object (any resource.k8s.io version) or None when it does not exist.
+
+        None makes the claim count as an unresolved accelerator claim (fail closed). Errors
+        other than "not found" should be raised, not mapped to None: they propagate out of
+        ``detect()`` so the webhook can apply its failure policy.
+        """
         ...
 
 
@@ -428,7 +433,8 @@ class AcceleratorDetector:
             namespace = ns if isinstance(ns, str) and ns else "default"
 
         accelerators: list[AcceleratorUse] = []
-        # Per-resource effective totals, Kubernetes-style (see _effective_total).
+        # Per-resource device counts, combined below the way the scheduler computes a pod's
+        # effective request (k8s.io/component-helpers resource.PodRequests).
         regular: dict[str, int] = {}
         ephemeral: dict[str, int] = {}
         sidecars_so_far: dict[str, int] = {}
@@ -621,7 +627,8 @@ class AcceleratorDetector:
             # Any accelerator alternative makes the request an accelerator request: the
             # scheduler may pick it. Count the largest accelerator alternative it could pick.
             accelerator = True
-            count = max(count, _request_count(alt, alt_path))
+            # max(1, ...): an accelerator request always allocates at least one device.
+            count = max(count, 1, _request_count(alt, alt_path))
         return classes, count, accelerator
 
 

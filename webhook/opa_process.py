@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
+import signal
+import sys
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +28,15 @@ ERR_NOT_READY = (
     "(kube-intent policy test {policies})"
 )
 READY_TIMEOUT_SECONDS = 30.0
+PR_SET_PDEATHSIG = 1
 RESTART_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the webhook dies, even by SIGKILL (Linux prctl)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def find_opa(explicit: str | None = None) -> str:
@@ -75,7 +86,10 @@ class OpaProcess:
 
     async def _spawn(self) -> None:
         self._process = await asyncio.create_subprocess_exec(
-            *self._argv(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL
+            *self._argv(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         log.info("started OPA pid=%s on %s", self._process.pid, self.url)
 

@@ -108,15 +108,23 @@ def _dig(obj: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     return current
 
 
+def _is_pod_spec(value: Any) -> bool:
+    return isinstance(value, Mapping) and isinstance(value.get("containers"), list)
+
+
 def _is_pod_template(value: Any) -> bool:
-    spec = value.get("spec") if isinstance(value, Mapping) else None
-    return isinstance(spec, Mapping) and isinstance(spec.get("containers"), list)
+    return isinstance(value, Mapping) and _is_pod_spec(value.get("spec"))
 
 
 def find_templates(obj: Any, path: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Pod templates nested anywhere in a custom resource (Ray, KServe, ...), found by shape."""
+    """Pod templates nested anywhere in a custom resource, found by shape: a template
+    ({metadata, spec: {containers}}, e.g. Ray's groups) or an inline pod spec ({containers},
+    e.g. a KServe predictor)."""
     if _is_pod_template(obj):
         yield path, obj
+        return
+    if _is_pod_spec(obj):
+        yield path, {"metadata": {}, "spec": obj}
         return
     if isinstance(obj, Mapping):
         for key, value in obj.items():
@@ -174,12 +182,12 @@ def pods_in(
     if not templates:
         raise ReviewInputError(ERR_NO_POD.format(source=source, kind=kind or "document", name=name))
     for path, template in templates:
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {**(template.get("metadata") or {}), "namespace": namespace},
-            "spec": template["spec"],
-        }
+        pod_meta = {**(template.get("metadata") or {}), "namespace": namespace}
+        if not paths:
+            # Operators such as KServe copy the resource's labels and annotations to its pods.
+            for key in ("labels", "annotations"):
+                pod_meta[key] = {**(metadata.get(key) or {}), **(pod_meta.get(key) or {})}
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": template["spec"]}
         pod_name = f"{name}/{path}"
         yield PodUnderReview(
             f"{source}:{path}",
@@ -209,7 +217,7 @@ async def review_files(
     for item in pods:
         result = ReviewResult(item.source, item.kind, item.name, item.namespace, False, 0, True)
         try:
-            workload = decider.detect(item.pod, resolver)
+            workload = decider.detect(item.pod, item.namespace, resolver)
         except DetectError as exc:
             verdict = decider.detect_error_verdict(exc)
         else:

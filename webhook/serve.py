@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import ssl
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -41,6 +43,25 @@ async def sync_agents(policy: PolicyEngine, agents: AgentSource) -> None:
         with contextlib.suppress(PolicyUnavailable):
             await policy.put_agents(agents().to_data())
         await asyncio.sleep(AGENT_SYNC_INTERVAL)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises SIGTERM once it has shut down, which would kill the process
+        # before our cleanup (stopping OPA) runs; serve() installs its own handlers instead.
+        yield
+
+
+async def run_until_signalled(server: uvicorn.Server) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
+    try:
+        await server.serve()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 def tls_files(settings: Settings) -> tuple[str, str]:
@@ -82,7 +103,7 @@ async def serve(settings: Settings) -> None:
             )
             config.load()
             assert isinstance(config.ssl, ssl.SSLContext)
-            reloader = CertReloader(config.ssl, Path(cert), Path(key))
+            reloader = CertReloader(config.ssl, Path(cert), Path(key), settings.tls_reload_seconds)
             metrics.cert_expiry.set_function(lambda: cert_not_after(reloader.cert).timestamp())
             tasks = [
                 asyncio.create_task(reloader.run(), name="cert-reloader"),
@@ -96,7 +117,7 @@ async def serve(settings: Settings) -> None:
                 policy.url,
                 policy.revision,
             )
-            await uvicorn.Server(config).serve()
+            await run_until_signalled(_Server(config))
         finally:
             for task in tasks:
                 task.cancel()

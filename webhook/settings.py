@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".kube-intent")
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_reload_seconds: float = 5.0
 
     policies: Path = BUNDLED_POLICIES
     agents: Path | None = None

@@ -143,7 +143,7 @@ def build_query(
     if filters.rule is not None:
         if dialect == "sqlite":
             where.append(
-                f"EXISTS (SELECT 1 FROM json_each({TABLE}.violations) AS v "
+                f"EXISTS (SELECT 1 FROM json_each({TABLE}.violations) AS v "  # noqa: S608
                 f"WHERE json_extract(v.value, '$.rule') = {ph})"
             )
             params.append(filters.rule)

@@ -206,8 +206,6 @@ class SQLiteStore:
         if path in ("", ":memory:") or path.startswith("file:"):
             # Readers use their own connections, so the database must be a real file.
             raise ValueError(f"the SQLite audit store needs a file path, got {path!r}")
-        if not create and not os.path.exists(path):
-            raise AuditStoreError(f"no audit database at {path}")
         store = cls(path)
         try:
             await asyncio.to_thread(store._initialise, create)
@@ -217,6 +215,8 @@ class SQLiteStore:
         return store
 
     def _initialise(self, create: bool) -> None:
+        if not create and not os.path.exists(self._path):
+            raise AuditStoreError(f"no audit database at {self._path}")
         if create and not os.path.exists(self._path):
             # The trail names users and workloads: readable by its owner only. SQLite gives the
             # -wal and -shm files the same permissions.

@@ -8,6 +8,7 @@ several processes writing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,9 @@ Order = Literal["desc", "asc"]
 """``desc``: newest first (the default for people); ``asc``: chain order (for tools)."""
 
 MAX_PAGE = 1000
+
+# A libpq "key=value" connection string starts with one of these (a file name hardly does).
+_LIBPQ_KEYWORDS = re.compile(r"^\s*(host|hostaddr|port|dbname|user|password|service|options)\s*=")
 
 
 class AuditFilter(BaseModel):
@@ -137,8 +141,8 @@ def make_page(records: list[StoredRecord], limit: int, order: Order) -> AuditPag
 async def open_store(db: str, *, create: bool = True, lazy: bool = False) -> AuditStore:
     """Open (and migrate) the store that ``db`` names.
 
-    - ``postgresql://...`` / ``postgres://...`` (or a libpq ``key=value`` string starting with
-      ``host=`` / ``dbname=``): PostgreSQL.
+    - ``postgresql://...`` / ``postgres://...``, or a libpq ``key=value`` string
+      (``host=... dbname=...``): PostgreSQL.
     - ``sqlite:///relative.db``, ``sqlite:////absolute.db`` (SQLAlchemy's convention) or a plain
       path: SQLite. With ``create=False`` a missing file is an error instead of a new, empty
       audit trail (what read-only CLI commands want).
@@ -147,7 +151,7 @@ async def open_store(db: str, *, create: bool = True, lazy: bool = False) -> Aud
     then checked before the first write. A webhook in non-required mode wants this so that it can
     start, and buffer, while the database is unreachable.
     """
-    if db.startswith(("postgresql://", "postgres://", "host=", "dbname=")):
+    if db.startswith(("postgresql://", "postgres://")) or _LIBPQ_KEYWORDS.match(db):
         from .postgres import PostgresStore
 
         return await PostgresStore.open(db, lazy=lazy)

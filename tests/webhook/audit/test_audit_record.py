@@ -1,0 +1,133 @@
+"""The record model and its canonical, hash-chained form (no database)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from audit_testlib import BASE_TIME, full_record
+from pydantic import ValidationError
+
+from webhook.audit import GENESIS_HASH, AcceleratorSummary, AuditRecord, StoredRecord
+
+# Frozen on purpose: if this changes, every existing audit trail stops verifying.
+GOLDEN_CANONICAL = (
+    '{"accelerators":{"claims":0,"resources":{},"total":0},"agent":null,"allowed":true,'
+    '"grant_jti":null,"groups":[],"input":null,"intent":null,"intent_digest":null,"kind":'
+    '"admission","latency_ms":1.5,"message":"","name":"p\\u00e9","namespace":"ns",'
+    '"operation":"CREATE","policy_revision":"","prev_hash":"'
+    + GENESIS_HASH
+    + '","seq":1,"service_account":"","spiffe_id":null,"time":"2025-03-01T12:00:00.123456Z",'
+    '"uid":"","user":"","violations":[]}'
+)
+
+
+def test_canonical_form_is_frozen() -> None:
+    record = AuditRecord(
+        time=BASE_TIME, namespace="ns", name="pé", operation="CREATE", allowed=True, latency_ms=1.5
+    )
+    canonical = record.canonical_bytes(seq=1, prev_hash=GENESIS_HASH)
+    assert canonical.decode() == GOLDEN_CANONICAL
+    assert record.compute_hash(seq=1, prev_hash=GENESIS_HASH) == (
+        hashlib.sha256(GOLDEN_CANONICAL.encode()).hexdigest()
+    )
+
+
+def test_hash_excludes_id_and_hash_but_covers_chain_position() -> None:
+    record = full_record()
+    a = record.chained(record_id=1, seq=5, prev_hash=GENESIS_HASH)
+    b = record.chained(record_id=99, seq=5, prev_hash=GENESIS_HASH)
+    assert a.hash == b.hash  # the id is assigned by the database, not hashed
+    assert a.recompute_hash() == a.hash
+    assert record.compute_hash(seq=6, prev_hash=GENESIS_HASH) != a.hash
+    assert record.compute_hash(seq=5, prev_hash="1" * 64) != a.hash
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("time", BASE_TIME + timedelta(microseconds=1)),
+        ("kind", "token"),
+        ("uid", "other"),
+        ("operation", "UPDATE"),
+        ("namespace", "team-z"),
+        ("name", "other"),
+        ("user", "mallory"),
+        ("groups", ["system:masters"]),
+        ("agent", None),
+        ("service_account", "default"),
+        ("spiffe_id", None),
+        ("intent", {"purpose": "other"}),
+        ("intent_digest", None),
+        ("accelerators", AcceleratorSummary(total=8)),
+        ("allowed", True),
+        ("violations", []),
+        ("policy_revision", "rev-2"),
+        ("grant_jti", None),
+        ("latency_ms", 1.0),
+        ("input", None),
+        ("message", "edited"),
+    ],
+)
+def test_every_field_is_hashed(field: str, value: Any) -> None:
+    original = full_record()
+    changed = full_record(**{field: value})
+    assert changed.compute_hash(seq=1, prev_hash=GENESIS_HASH) != original.compute_hash(
+        seq=1, prev_hash=GENESIS_HASH
+    )
+
+
+def test_time_is_normalised_to_utc() -> None:
+    cet = timezone(timedelta(hours=1))
+    aware = AuditRecord(time=datetime(2025, 3, 1, 13, 0, tzinfo=cet), allowed=True)
+    naive = AuditRecord(time=datetime(2025, 3, 1, 12, 0), allowed=True)
+    assert aware.time == naive.time == datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    assert aware.time.tzinfo is UTC
+
+
+def test_text_the_databases_would_refuse_is_replaced() -> None:
+    record = AuditRecord(name="a\x00b", message="x\ud800y", groups=["g\x00"], allowed=True)
+    assert record.name == "a\ufffdb"
+    assert record.message == "x?y"
+    assert record.groups == ["g\ufffd"]
+    record.canonical_bytes(seq=1, prev_hash=GENESIS_HASH)  # encodable
+
+
+def test_unserialisable_record_fails_at_construction() -> None:
+    with pytest.raises(ValidationError):
+        AuditRecord(allowed=True, input={"x": float("nan")})
+    with pytest.raises(ValidationError):
+        AuditRecord(allowed=True, latency_ms=float("inf"))
+
+
+def test_negative_zero_latency_is_normalised() -> None:
+    assert repr(AuditRecord(allowed=True, latency_ms=-0.0).latency_ms) == "0.0"
+
+
+def test_accelerator_summary_from_policy_input_workload() -> None:
+    workload = {
+        "accelerators": [
+            {"container": "a", "resource": "nvidia.com/gpu", "count": 2},
+            {"container": "b", "resource": "nvidia.com/gpu", "count": 1},
+            {"container": "b", "resource": "amd.com/gpu", "count": 1},
+        ],
+        "claims": [{"name": "c1"}],
+        "total": 5,
+    }
+    summary = AcceleratorSummary.from_workload(workload)
+    assert summary == AcceleratorSummary(
+        total=5, resources={"nvidia.com/gpu": 3, "amd.com/gpu": 1}, claims=1
+    )
+
+
+def test_stored_record_requires_chain_fields() -> None:
+    with pytest.raises(ValidationError):
+        StoredRecord(allowed=True)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        full_record(hash="not-hex")
+
+
+def test_denied_rules() -> None:
+    assert full_record().denied_rules == ["image-registry"]

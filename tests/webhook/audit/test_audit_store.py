@@ -1,0 +1,261 @@
+"""The store contract, against a real SQLite file and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from audit_testlib import BASE_TIME, Backend, full_record
+
+from webhook.audit import (
+    AuditFilter,
+    AuditRecord,
+    AuditStore,
+    AuditStoreError,
+    StoredRecord,
+    open_store,
+    verify_store,
+)
+
+CHAIN_FIELDS = {"id", "seq", "prev_hash", "hash"}
+
+
+def content(record: AuditRecord) -> dict[str, Any]:
+    return record.model_dump(exclude=CHAIN_FIELDS)
+
+
+async def test_every_field_round_trips(store: AuditStore) -> None:
+    record = full_record()
+    stored = await store.append(record)
+    assert stored.seq == 1
+    assert stored.hash == stored.recompute_hash()
+
+    got = await store.get(stored.id)
+    assert got == stored
+    assert got is not None
+    assert content(got) == content(record)
+    assert got.time == BASE_TIME  # microseconds and time zone kept
+    assert got.input is not None
+    assert got.input["workload"]["big"] == 12345678901234567890
+    assert got.intent is not None
+    assert got.intent["purpose"] == "résumé des tickets — 要約"
+
+    page = await store.query(AuditFilter())
+    assert page.records == [stored]
+
+
+async def test_minimal_record_round_trips(store: AuditStore) -> None:
+    record = AuditRecord(kind="token", allowed=True)
+    stored = await store.append(record)
+    assert content(stored) == content(record)
+    assert await store.get(stored.id) == stored
+
+
+async def test_get_unknown_id(store: AuditStore) -> None:
+    assert await store.get(424242) is None
+
+
+async def test_chain_links_and_iter_all(store: AuditStore, records: list[AuditRecord]) -> None:
+    stored = await store.append_many(records[:5])
+    stored += [await store.append(r) for r in records[5:]]
+    assert [s.seq for s in stored] == list(range(1, 21))
+    assert stored[0].prev_hash == "0" * 64
+    assert all(b.prev_hash == a.hash for a, b in zip(stored, stored[1:], strict=False))
+    assert [r async for r in store.iter_all()] == stored
+    result = await verify_store(store)
+    assert result.ok
+    assert result.checked == 20
+    assert result.head_hash == stored[-1].hash
+
+
+def _expected(records: list[AuditRecord], f: AuditFilter) -> list[str]:
+    def keep(r: AuditRecord) -> bool:
+        return (
+            (f.allowed is None or r.allowed == f.allowed)
+            and (f.kind is None or r.kind == f.kind)
+            and (f.namespace is None or r.namespace == f.namespace)
+            and (f.agent is None or r.agent == f.agent)
+            and (f.user is None or r.user == f.user)
+            and (f.since is None or r.time >= f.since)
+            and (f.until is None or r.time < f.until)
+            and (f.rule is None or any(v.rule == f.rule for v in r.violations))
+        )
+
+    return [r.name for r in reversed(records) if keep(r)]
+
+
+FILTERS = {
+    "no-filter": AuditFilter(),
+    "denied": AuditFilter(allowed=False),
+    "allowed": AuditFilter(allowed=True),
+    "since": AuditFilter(since=BASE_TIME + timedelta(hours=5)),
+    "until": AuditFilter(until=BASE_TIME + timedelta(hours=5)),
+    "since-until": AuditFilter(
+        since=BASE_TIME + timedelta(hours=3), until=BASE_TIME + timedelta(hours=9)
+    ),
+    "namespace": AuditFilter(namespace="team-a"),
+    "agent": AuditFilter(agent="coder"),
+    "user": AuditFilter(user="bob"),
+    "rule-deny": AuditFilter(rule="image-registry"),
+    "rule-warn": AuditFilter(rule="ttl"),
+    "rule-unknown": AuditFilter(rule="nope"),
+    "kind": AuditFilter(kind="token"),
+    "combined": AuditFilter(allowed=False, namespace="team-b", user="alice"),
+}
+
+
+@pytest.mark.parametrize("name", list(FILTERS), ids=list(FILTERS))
+async def test_filter(store: AuditStore, records: list[AuditRecord], name: str) -> None:
+    await store.append_many(records)
+    f = FILTERS[name]
+    page = await store.query(f, limit=100)
+    assert [r.name for r in page.records] == _expected(records, f)
+    assert page.next_cursor is None
+    if name not in ("no-filter", "rule-unknown"):
+        assert 0 < len(page.records) < len(records)  # the filter actually filters
+
+
+@pytest.mark.parametrize("order", ["desc", "asc"])
+@pytest.mark.parametrize("f", [AuditFilter(), AuditFilter(allowed=False)], ids=["all", "denied"])
+async def test_cursor_pagination(store: AuditStore, order: Any, f: AuditFilter) -> None:
+    many = [full_record(name=f"p{i}", allowed=i % 4 != 0) for i in range(57)]
+    for chunk in range(0, 57, 10):
+        await store.append_many(many[chunk : chunk + 10])
+    expected = [r.name for r in many if f.allowed is None or r.allowed == f.allowed]
+    if order == "desc":
+        expected.reverse()
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page = await store.query(f, cursor, limit=5, order=order)
+        pages += 1
+        seen += [r.name for r in page.records]
+        if page.next_cursor is None:
+            break
+        # Rows appended while paging never shift the pages already handed out.
+        await store.append(full_record(name="late", allowed=False))
+        cursor = page.next_cursor
+    if order == "desc":
+        assert seen == expected  # no duplicates, no holes
+    else:
+        assert seen[: len(expected)] == expected
+        assert set(seen[len(expected) :]) <= {"late"}
+    assert pages >= len(expected) // 5
+
+
+async def test_bad_cursor_and_limit(store: AuditStore) -> None:
+    with pytest.raises(ValueError, match="cursor"):
+        await store.query(AuditFilter(), "garbage")
+    with pytest.raises(ValueError, match="cursor"):
+        await store.query(AuditFilter(), "desc:5", order="asc")
+    with pytest.raises(ValueError, match="limit"):
+        await store.query(AuditFilter(), limit=0)
+
+
+async def test_group_commit_batches_concurrent_appends(store: AuditStore) -> None:
+    n = 64
+    stored = await asyncio.gather(*(store.append(full_record(name=f"p{i}")) for i in range(n)))
+    counters = store.counters()
+    assert counters.records == n
+    assert counters.transactions < n // 2, counters  # many appends per transaction
+    assert counters.largest_batch > 1
+    assert sorted(s.seq for s in stored) == list(range(1, n + 1))
+    assert (await verify_store(store)).ok
+
+
+async def test_rows_are_append_only(store: AuditStore, backend: Backend) -> None:
+    await store.append(full_record())
+    with pytest.raises(Exception, match="append-only"):
+        backend.execute("UPDATE audit_record SET allowed = {p}", (True,))
+    with pytest.raises(Exception, match="append-only"):
+        backend.execute("DELETE FROM audit_record")
+
+
+async def test_schema_version_and_reopen(store: AuditStore, backend: Backend) -> None:
+    await store.append(full_record())
+    assert backend.execute("SELECT version FROM schema_version") == [(1,)]
+    again = await open_store(backend.db)  # migrations already applied: a no-op
+    try:
+        assert len([r async for r in again.iter_all()]) == 1
+    finally:
+        await again.close()
+    assert backend.execute("SELECT version FROM schema_version") == [(1,)]
+
+
+async def test_refuses_a_newer_schema(store: AuditStore, backend: Backend) -> None:
+    backend.execute(
+        "INSERT INTO schema_version (version, applied_at) VALUES (99, {p})",
+        ("2025-01-01T00:00:00Z",),
+    )
+    with pytest.raises(AuditStoreError, match="newer"):
+        await open_store(backend.db)
+
+
+async def test_healthy_and_close(store: AuditStore) -> None:
+    assert await store.healthy()
+    await store.close()
+    assert not await store.healthy()
+    with pytest.raises(AuditStoreError, match="closed"):
+        await store.append(full_record())
+
+
+async def test_appends_from_many_tasks_keep_one_chain(store: AuditStore) -> None:
+    async def writer(w: int) -> list[StoredRecord]:
+        return [await store.append(full_record(name=f"w{w}-{i}")) for i in range(10)]
+
+    results = await asyncio.gather(*(writer(w) for w in range(8)))
+    assert sum(len(r) for r in results) == 80
+    result = await verify_store(store)
+    assert result.ok
+    assert result.checked == 80
+
+
+# -- open_store ----------------------------------------------------------------------------
+
+
+async def test_open_sqlite_url_and_permissions(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = await open_store("sqlite:///sub/audit.db")  # SQLAlchemy style: relative path
+    try:
+        await store.append(full_record())
+    finally:
+        await store.close()
+    path = tmp_path / "sub" / "audit.db"
+    assert path.exists()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # the trail is not world-readable
+    absolute = await open_store(f"sqlite:///{path}")  # sqlite:////abs/path
+    try:
+        assert len((await absolute.query(AuditFilter())).records) == 1
+    finally:
+        await absolute.close()
+
+
+async def test_open_missing_sqlite_without_create(tmp_path: Path) -> None:
+    with pytest.raises(AuditStoreError, match="no audit database"):
+        await open_store(str(tmp_path / "typo.db"), create=False)
+    assert not (tmp_path / "typo.db").exists()
+
+
+async def test_open_refuses_memory_database() -> None:
+    with pytest.raises(ValueError, match="file path"):
+        await open_store(":memory:")
+
+
+async def test_open_postgres_down_fails_unless_lazy() -> None:
+    dsn = "postgresql://postgres@127.0.0.1:1/nowhere"  # nothing listens on port 1
+    with pytest.raises(AuditStoreError, match="cannot open"):
+        await open_store(dsn)
+    lazy = await open_store(dsn, lazy=True)
+    try:
+        assert not await lazy.healthy()
+        with pytest.raises(AuditStoreError):
+            await lazy.append(full_record())
+    finally:
+        await lazy.close()

@@ -1,0 +1,1072 @@
+"""Tests for webhook.detect: which pods are accelerator pods, and how many devices they hold."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from webhook.detect import (
+    DEFAULT_DEVICE_CLASSES,
+    DEFAULT_RESOURCE_PATTERNS,
+    AcceleratorDetector,
+    AcceleratorUse,
+    ClaimResolver,
+    ClaimUse,
+    DetectError,
+    StaticClaimResolver,
+    Workload,
+    parse_count,
+)
+
+MANIFESTS = Path(__file__).resolve().parent.parent / "data" / "manifests"
+
+
+def load(name: str) -> tuple[dict[str, Any], StaticClaimResolver]:
+    """The single Pod of a fixture file, and a resolver over every object in the file."""
+    with (MANIFESTS / name).open(encoding="utf-8") as fh:
+        docs = [d for d in yaml.safe_load_all(fh) if d]
+    pods = [d for d in docs if d.get("kind") == "Pod"]
+    assert len(pods) == 1, f"{name}: expected exactly one Pod"
+    return pods[0], StaticClaimResolver(docs)
+
+
+@pytest.fixture(scope="module")
+def detector() -> AcceleratorDetector:
+    return AcceleratorDetector()
+
+
+def ctr(name: str, limits: Any = None, requests: Any = None, **extra: Any) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    if limits is not None:
+        resources["limits"] = limits
+    if requests is not None:
+        resources["requests"] = requests
+    return {"name": name, "image": "example.com/img:1", "resources": resources, **extra}
+
+
+def make_pod(
+    *containers: dict[str, Any],
+    init: tuple[dict[str, Any], ...] = (),
+    ephemeral: tuple[dict[str, Any], ...] = (),
+    claims: list[Any] | None = None,
+    namespace: str | None = "ns",
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": list(containers)}
+    if init:
+        spec["initContainers"] = list(init)
+    if ephemeral:
+        spec["ephemeralContainers"] = list(ephemeral)
+    if claims is not None:
+        spec["resourceClaims"] = claims
+    metadata: dict[str, Any] = {"name": "p"}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def sidecar(name: str, limits: dict[str, Any]) -> dict[str, Any]:
+    return ctr(name, limits, restartPolicy="Always")
+
+
+GPU = "nvidia.com/gpu"
+
+# --------------------------------------------------------------------------------------------
+# Extended resources (device plugins), one fixture per real-world form
+# --------------------------------------------------------------------------------------------
+
+EXTENDED_CASES = [
+    pytest.param(
+        "vllm-stack-requests-and-limits.yaml",
+        [("vllm", "container", GPU, 1)],
+        1,
+        id="nvidia-requests-and-limits-string",
+    ),
+    pytest.param(
+        "kserve-predictor-limits-only.yaml",
+        [("kserve-container", "container", GPU, 1)],
+        1,
+        id="nvidia-limits-only-kserve",
+    ),
+    pytest.param(
+        "triton-requests-only-int.yaml",
+        [("triton", "container", GPU, 2)],
+        2,
+        id="nvidia-requests-only-int",
+    ),
+    pytest.param(
+        "mig-1g-10gb.yaml",
+        [("tei", "container", "nvidia.com/mig-1g.10gb", 1)],
+        1,
+        id="nvidia-mig-1g.10gb",
+    ),
+    pytest.param(
+        "lws-vllm-leader.yaml",
+        [("vllm-leader", "container", GPU, 8)],
+        8,
+        id="lws-leader-8-gpus",
+    ),
+    pytest.param(
+        "lws-vllm-worker.yaml",
+        [("vllm-worker", "container", GPU, 8)],
+        8,
+        id="lws-worker-8-gpus",
+    ),
+    pytest.param(
+        "llm-d-decode-rdma.yaml",
+        [("vllm", "container", GPU, 8)],
+        8,
+        id="llm-d-decode-rdma-nic-not-counted",
+    ),
+    pytest.param(
+        "amd-rocm-vllm.yaml",
+        [("vllm", "container", "amd.com/gpu", 2)],
+        2,
+        id="amd-gpu",
+    ),
+    pytest.param(
+        "intel-i915-gas.yaml",
+        [("ovms", "container", "gpu.intel.com/i915", 1)],
+        1,
+        id="intel-i915-gas-capacity-excluded",
+    ),
+    pytest.param(
+        "gke-tpu-jetstream.yaml",
+        [("maxengine-server", "container", "google.com/tpu", 4)],
+        4,
+        id="google-tpu",
+    ),
+    pytest.param(
+        "neuron-inf2.yaml",
+        [("neuron-serve", "container", "aws.amazon.com/neuroncore", 2)],
+        2,
+        id="aws-neuroncore",
+    ),
+    pytest.param(
+        "init-container-gpu.yaml",
+        [("engine-build", "initContainer", GPU, 2), ("triton", "container", GPU, 1)],
+        2,  # the init container runs alone: max(2, 1), not 3
+        id="init-container",
+    ),
+    pytest.param(
+        "sidecar-init-gpu.yaml",
+        [("guardrail-model", "initContainer", GPU, 1), ("vllm", "container", GPU, 1)],
+        2,  # a sidecar runs next to the main container: 1 + 1
+        id="sidecar-init-container",
+    ),
+    pytest.param(
+        "ephemeral-gpu.yaml",
+        [("vllm", "container", GPU, 1), ("debugger-x7k2p", "ephemeralContainer", GPU, 1)],
+        2,
+        id="ephemeral-container",
+    ),
+    pytest.param(
+        "dra-extended-resource.yaml",
+        [("vllm", "container", "deviceclass.resource.kubernetes.io/gpu.nvidia.com", 2)],
+        2,
+        id="dra-extended-resource",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fixture", "expected", "total"), EXTENDED_CASES)
+def test_extended_resource_forms(
+    detector: AcceleratorDetector,
+    fixture: str,
+    expected: list[tuple[str, str, str, int]],
+    total: int,
+) -> None:
+    pod, resolver = load(fixture)
+    workload = detector.detect(pod, resolver)
+    assert [astuple(a) for a in workload.accelerators] == expected
+    assert workload.claims == ()
+    assert workload.total == total
+    assert workload.gpu is True
+
+
+def astuple(use: AcceleratorUse) -> tuple[str, str, str, int]:
+    return (use.container, use.container_type, use.resource, use.count)
+
+
+# --------------------------------------------------------------------------------------------
+# DRA claims
+# --------------------------------------------------------------------------------------------
+
+DRA_CASES = [
+    pytest.param(
+        "dra-v1-exactly-template.yaml",
+        [
+            ClaimUse(
+                "gpus", "resourceClaimTemplateName", "two-gpus", ("gpu.nvidia.com",), 2, True, True
+            )
+        ],
+        2,
+        id="v1-exactly-template",
+    ),
+    pytest.param(
+        "dra-v1-first-available.yaml",
+        [
+            ClaimUse(
+                "accel",
+                "resourceClaimTemplateName",
+                "gpu-or-mig",
+                ("gpu.nvidia.com", "mig.nvidia.com"),
+                2,  # max over alternatives: 1 full GPU or 2 MIG slices
+                True,
+                True,
+            )
+        ],
+        2,
+        id="v1-firstAvailable-max-over-alternatives",
+    ),
+    pytest.param(
+        "dra-v1beta1-intel.yaml",
+        [
+            ClaimUse(
+                "resource",
+                "resourceClaimTemplateName",
+                "intel-gpus",
+                ("gpu.intel.com",),
+                2,
+                True,
+                True,
+            )
+        ],
+        2,
+        id="v1beta1-deviceClassName-on-request",
+    ),
+    pytest.param(
+        "dra-v1beta2-mig.yaml",
+        [
+            ClaimUse(
+                "migdev",
+                "resourceClaimTemplateName",
+                "mig-1g-10gb",
+                ("mig.nvidia.com",),
+                1,  # no count: API default of one
+                True,
+                True,
+            )
+        ],
+        1,
+        id="v1beta2-exactly-default-count",
+    ),
+    pytest.param(
+        "dra-shared-claim-by-name.yaml",
+        [
+            ClaimUse(
+                "shared-gpu",
+                "resourceClaimName",
+                "shared-h100",
+                ("gpu.nvidia.com",),
+                1,
+                True,
+                True,
+            )
+        ],
+        1,  # two containers reference the claim; it is still one device
+        id="claim-by-name-shared",
+    ),
+    pytest.param(
+        "dra-unresolved-template.yaml",
+        [
+            ClaimUse(
+                "accel",
+                "resourceClaimTemplateName",
+                "created-after-the-pod",
+                (),
+                1,
+                True,
+                False,
+            )
+        ],
+        1,
+        id="unresolved-template-fails-closed",
+    ),
+    pytest.param(
+        "dra-neuron-with-efa.yaml",
+        [
+            ClaimUse(
+                "devices",
+                "resourceClaimTemplateName",
+                "neuron-8-efa-8",
+                ("neuron.aws.com", "efa.networking.k8s.aws"),
+                8,  # the 8 EFA NICs in the same claim are not accelerators
+                True,
+                True,
+            )
+        ],
+        8,
+        id="neuron-with-efa-only-neurons-counted",
+    ),
+    pytest.param(
+        "dra-tpu-all.yaml",
+        [
+            ClaimUse(
+                "tpu",
+                "resourceClaimTemplateName",
+                "tpu-claim-template",
+                ("tpu.google.com",),
+                1,  # allocationMode All: unknown at admission, counted as at least one
+                True,
+                True,
+            )
+        ],
+        1,
+        id="tpu-allocationMode-All",
+    ),
+    pytest.param(
+        "dra-v1alpha2-source.yaml",
+        [ClaimUse("gpu", "resourceClaimName", "legacy-gpu", ("gpu.nvidia.com",), 1, True, True)],
+        1,
+        id="v1alpha2-source-form",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fixture", "expected", "total"), DRA_CASES)
+def test_dra_claims(
+    detector: AcceleratorDetector, fixture: str, expected: list[ClaimUse], total: int
+) -> None:
+    pod, resolver = load(fixture)
+    workload = detector.detect(pod, resolver)
+    assert list(workload.claims) == expected
+    assert workload.accelerators == ()
+    assert workload.total == total
+    assert workload.gpu is True
+
+
+def test_non_accelerator_claim_is_not_a_gpu_pod(detector: AcceleratorDetector) -> None:
+    pod, resolver = load("dra-nic-only.yaml")
+    workload = detector.detect(pod, resolver)
+    assert workload.claims == (
+        ClaimUse("nic", "resourceClaimTemplateName", "rdma-nic", ("dranet.net",), 0, False, True),
+    )
+    assert workload.total == 0
+    assert workload.gpu is False
+
+
+def test_mixed_plugin_and_claims_add_up(detector: AcceleratorDetector) -> None:
+    pod, resolver = load("dra-mixed-claims-and-plugin.yaml")
+    workload = detector.detect(pod, resolver)
+    assert [astuple(a) for a in workload.accelerators] == [("main", "container", GPU, 4)]
+    imex, extra = workload.claims
+    # An IMEX channel (ComputeDomain) is not a GPU and must not inflate the total.
+    assert (imex.accelerator, imex.count, imex.resolved) == (False, 0, True)
+    assert imex.device_classes == ("compute-domain-default-channel.nvidia.com",)
+    assert (extra.accelerator, extra.count) == (True, 1)
+    assert workload.total == 5
+
+
+def test_unresolved_claim_becomes_resolved_once_template_exists(
+    detector: AcceleratorDetector,
+) -> None:
+    pod, empty = load("dra-unresolved-template.yaml")
+    assert detector.detect(pod, empty).claims[0].resolved is False
+    template = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": "created-after-the-pod", "namespace": "dra-inference"},
+        "spec": {"spec": {"devices": {"requests": [{"name": "r", "exactly": {
+            "deviceClassName": "gpu.nvidia.com", "count": 3}}]}}},
+    }  # fmt: skip
+    claim = detector.detect(pod, StaticClaimResolver([template])).claims[0]
+    assert (claim.resolved, claim.accelerator, claim.count) == (True, True, 3)
+
+
+def test_without_resolver_every_claim_fails_closed(detector: AcceleratorDetector) -> None:
+    # Even a NIC-only claim: without the object we cannot know it is harmless.
+    pod, _ = load("dra-nic-only.yaml")
+    workload = detector.detect(pod)
+    assert workload.claims == (
+        ClaimUse("nic", "resourceClaimTemplateName", "rdma-nic", (), 1, True, False),
+    )
+    assert workload.gpu is True
+    assert workload.total == 1
+
+
+def test_claims_resolve_only_in_the_pods_namespace(detector: AcceleratorDetector) -> None:
+    pod, resolver = load("dra-v1-exactly-template.yaml")
+    pod = copy.deepcopy(pod)
+    pod["metadata"]["namespace"] = "other-team"
+    assert detector.detect(pod, resolver).claims[0].resolved is False
+    # The AdmissionRequest namespace, when given, wins over metadata.
+    assert detector.detect(pod, resolver, namespace="dra-inference").claims[0].resolved is True
+
+
+def test_namespaceless_pod_and_template_meet_in_default(detector: AcceleratorDetector) -> None:
+    template = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": "t"},
+        "spec": {"spec": {"devices": {"requests": [{"name": "g", "exactly": {
+            "deviceClassName": "gpu.amd.com"}}]}}},
+    }  # fmt: skip
+    pod = make_pod(
+        ctr("c"), claims=[{"name": "g", "resourceClaimTemplateName": "t"}], namespace=None
+    )
+    claim = detector.detect(pod, StaticClaimResolver([template])).claims[0]
+    assert (claim.resolved, claim.device_classes, claim.count) == (True, ("gpu.amd.com",), 1)
+
+
+def test_container_claim_references_do_not_create_claims(detector: AcceleratorDetector) -> None:
+    # resources.claims only points at spec.resourceClaims; on its own it allocates nothing.
+    pod = make_pod({"name": "c", "image": "i", "resources": {"claims": [{"name": "gpu"}]}})
+    workload = detector.detect(pod)
+    assert workload.claims == ()
+    assert workload.gpu is False
+
+
+def test_unknown_request_shape_fails_closed(detector: AcceleratorDetector) -> None:
+    claim_obj = {
+        "apiVersion": "resource.k8s.io/v9",
+        "kind": "ResourceClaim",
+        "metadata": {"name": "future", "namespace": "ns"},
+        "spec": {"devices": {"requests": [{"name": "r", "someFutureField": {"x": 1}}]}},
+    }
+    pod = make_pod(ctr("c"), claims=[{"name": "f", "resourceClaimName": "future"}])
+    claim = detector.detect(pod, StaticClaimResolver([claim_obj])).claims[0]
+    assert (claim.accelerator, claim.count, claim.resolved) == (True, 1, True)
+
+
+def test_firstavailable_with_only_nic_alternatives_is_not_accelerator(
+    detector: AcceleratorDetector,
+) -> None:
+    claim_obj = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": "nics", "namespace": "ns"},
+        "spec": {"devices": {"requests": [{"name": "r", "firstAvailable": [
+            {"name": "a", "deviceClassName": "dranet.net", "count": 2},
+            {"name": "b", "deviceClassName": "sriov.example.com", "count": 4},
+        ]}]}},
+    }  # fmt: skip
+    pod = make_pod(ctr("c"), claims=[{"name": "n", "resourceClaimName": "nics"}])
+    workload = detector.detect(pod, StaticClaimResolver([claim_obj]))
+    assert workload.claims[0].accelerator is False
+    assert workload.claims[0].device_classes == ("dranet.net", "sriov.example.com")
+    assert workload.gpu is False
+
+
+class RecordingResolver:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+
+    def lookup(self, namespace: str, kind: Any, name: str) -> Mapping[str, Any] | None:
+        self.calls.append((namespace, kind, name))
+        return None
+
+
+def test_resolver_is_asked_with_kind_per_source(detector: AcceleratorDetector) -> None:
+    resolver = RecordingResolver()
+    typed: ClaimResolver = resolver  # structural typing: any object with lookup() works
+    pod = make_pod(
+        ctr("c"),
+        claims=[
+            {"name": "a", "resourceClaimName": "claim-a"},
+            {"name": "b", "resourceClaimTemplateName": "tmpl-b"},
+        ],
+        namespace="team-x",
+    )
+    detector.detect(pod, typed)
+    assert resolver.calls == [
+        ("team-x", "ResourceClaim", "claim-a"),
+        ("team-x", "ResourceClaimTemplate", "tmpl-b"),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Pods that are not accelerator pods
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        pytest.param("cpu-only.yaml", id="cpu-only"),
+        pytest.param("gpu-lookalike-cpu-only.yaml", id="gpu-names-labels-env-nodeselector"),
+        pytest.param("zero-gpu.yaml", id="nvidia-gpu-zero"),
+        pytest.param("dra-extended-resource-nic.yaml", id="dra-extended-resource-nic-class"),
+    ],
+)
+def test_not_a_gpu_pod(detector: AcceleratorDetector, fixture: str) -> None:
+    pod, resolver = load(fixture)
+    workload = detector.detect(pod, resolver)
+    assert workload == Workload((), (), 0)
+    assert workload.gpu is False
+
+
+def test_lookalike_fixture_really_carries_the_decoys() -> None:
+    # Guard the negative test above: the decoys must stay in the fixture to mean anything.
+    pod, _ = load("gpu-lookalike-cpu-only.yaml")
+    spec = pod["spec"]
+    assert spec["runtimeClassName"] == "nvidia"
+    assert "nvidia.com/gpu.product" in spec["nodeSelector"]
+    assert "nvidia.com/gpu.present" in pod["metadata"]["labels"]
+    assert any(e["name"] == "NVIDIA_VISIBLE_DEVICES" for e in spec["containers"][0]["env"])
+
+
+# --------------------------------------------------------------------------------------------
+# Totals: Kubernetes effective-request semantics
+# --------------------------------------------------------------------------------------------
+
+TOTAL_CASES = [
+    pytest.param(make_pod(ctr("a", {GPU: 2}), ctr("b", {GPU: 2})), 4, id="regular-containers-sum"),
+    pytest.param(
+        make_pod(ctr("a", {GPU: 1}), init=(ctr("i1", {GPU: 3}), ctr("i2", {GPU: 2}))),
+        3,
+        id="init-containers-max-not-sum",
+    ),
+    pytest.param(
+        make_pod(ctr("a", {GPU: 1}), init=(ctr("i", {GPU: 2}), sidecar("s", {GPU: 1}))),
+        2,
+        id="init-before-sidecar-runs-alone",
+    ),
+    pytest.param(
+        make_pod(ctr("a", {GPU: 1}), init=(sidecar("s", {GPU: 1}), ctr("i", {GPU: 2}))),
+        3,
+        id="init-after-sidecar-runs-with-it",
+    ),
+    pytest.param(
+        make_pod(ctr("a", {GPU: 1}), init=(sidecar("s1", {GPU: 1}), sidecar("s2", {GPU: 2}))),
+        4,
+        id="sidecars-add-to-regular",
+    ),
+    pytest.param(
+        make_pod(ctr("a", {GPU: 1, "nvidia.com/mig-2g.20gb": 2})), 3, id="resources-summed"
+    ),
+    pytest.param(
+        make_pod(ctr("a", {"amd.com/gpu": 1}), init=(ctr("i", {GPU: 4}),)),
+        5,
+        id="init-max-is-per-resource",
+    ),
+    pytest.param(make_pod(ctr("a", {GPU: 1}, {GPU: 2})), 2, id="limits-requests-differ-take-max"),
+    pytest.param(make_pod(ctr("a", {GPU: 3}, {GPU: 1})), 3, id="limits-larger-than-requests"),
+    pytest.param(
+        make_pod(ctr("a", {GPU: 1}), ephemeral=(ctr("dbg", {GPU: 2}),)),
+        3,
+        id="ephemeral-added",
+    ),
+    pytest.param(make_pod(ctr("a", {GPU: "500m"})), 1, id="fraction-rounds-up"),
+]
+
+
+@pytest.mark.parametrize(("pod", "total"), TOTAL_CASES)
+def test_totals(detector: AcceleratorDetector, pod: dict[str, Any], total: int) -> None:
+    workload = detector.detect(pod)
+    assert workload.total == total
+    assert workload.gpu is True
+
+
+def test_per_container_count_and_ordering(detector: AcceleratorDetector) -> None:
+    pod = make_pod(
+        ctr("main", {"nvidia.com/mig-1g.10gb": 1, GPU: "2"}, {GPU: 2, "cpu": "1"}),
+        init=(ctr("warm", None, {GPU: "1"}),),
+    )
+    assert [astuple(a) for a in detector.detect(pod).accelerators] == [
+        ("warm", "initContainer", GPU, 1),
+        ("main", "container", GPU, 2),
+        ("main", "container", "nvidia.com/mig-1g.10gb", 1),
+    ]
+
+
+def test_unnamed_container_gets_a_positional_name(detector: AcceleratorDetector) -> None:
+    pod = make_pod({"image": "i", "resources": {"limits": {GPU: 1}}})
+    assert detector.detect(pod).accelerators[0].container == "#0"
+
+
+def test_zero_entries_are_dropped_but_others_kept(detector: AcceleratorDetector) -> None:
+    pod = make_pod(ctr("a", {GPU: 0, "amd.com/gpu": 1}))
+    workload = detector.detect(pod)
+    assert [a.resource for a in workload.accelerators] == ["amd.com/gpu"]
+    assert workload.total == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Pattern configuration
+# --------------------------------------------------------------------------------------------
+
+
+def test_custom_resource_pattern() -> None:
+    pod = make_pod(ctr("c", {"example.com/npu": 2}))
+    assert AcceleratorDetector().detect(pod).gpu is False
+    custom = AcceleratorDetector(resource_patterns=["example.com/npu"])
+    workload = custom.detect(pod)
+    assert (workload.gpu, workload.total) == (True, 2)
+
+
+def test_custom_patterns_replace_defaults() -> None:
+    pod = make_pod(ctr("c", {GPU: 1}))
+    assert AcceleratorDetector(resource_patterns=["example.com/npu"]).detect(pod).gpu is False
+
+
+def test_deviceclass_extended_resource_name_added_by_operator() -> None:
+    # A DeviceClass with spec.extendedResourceName: example.com/gpu lets pods request it like a
+    # device-plugin resource; the operator lists that name next to the defaults.
+    pod = make_pod(ctr("c", {"example.com/gpu": 1}))
+    assert AcceleratorDetector().detect(pod).gpu is False
+    detector = AcceleratorDetector(
+        resource_patterns=[*DEFAULT_RESOURCE_PATTERNS, "example.com/gpu"]
+    )
+    assert detector.detect(pod).total == 1
+
+
+def test_dra_extended_resource_follows_device_class_config() -> None:
+    pod = make_pod(
+        ctr(
+            "c",
+            {
+                "deviceclass.resource.kubernetes.io/gpu.example.com": 1,
+                "deviceclass.resource.kubernetes.io/gpu.nvidia.com": 1,
+            },
+        )
+    )
+    detector = AcceleratorDetector(device_classes=["gpu.example.com"])
+    assert [a.resource for a in detector.detect(pod).accelerators] == [
+        "deviceclass.resource.kubernetes.io/gpu.example.com"
+    ]
+
+
+def test_custom_device_class_glob() -> None:
+    claim_obj = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": "c", "namespace": "ns"},
+        "spec": {"devices": {"requests": [{"name": "r", "exactly": {
+            "deviceClassName": "fpga.example.com", "count": 2}}]}},
+    }  # fmt: skip
+    pod = make_pod(ctr("c"), claims=[{"name": "x", "resourceClaimName": "c"}])
+    resolver = StaticClaimResolver([claim_obj])
+    assert AcceleratorDetector().detect(pod, resolver).gpu is False
+    detector = AcceleratorDetector(device_classes=["*.example.com"])
+    assert detector.detect(pod, resolver).total == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        pytest.param("nvidia.com/gpu", True, id="exact"),
+        pytest.param("nvidia.com/gpu.shared", True, id="time-sliced-renamed"),
+        pytest.param("nvidia.com/mig-3g.40gb", True, id="mig-glob"),
+        pytest.param("nvidia.com/migration", False, id="mig-glob-needs-dash"),
+        pytest.param("NVIDIA.com/gpu", False, id="case-sensitive-domain"),
+        pytest.param("nvidia.com/GPU", False, id="case-sensitive-name"),
+        pytest.param("nvidia.com/gpu-extra", False, id="no-prefix-match"),
+        pytest.param("xnvidia.com/gpu", False, id="no-suffix-match"),
+        pytest.param("gpu.intel.com/xe", True, id="intel-xe"),
+        pytest.param("gpu.intel.com/millicores", False, id="intel-gas-millicores-excluded"),
+        pytest.param("gpu.intel.com/memory.max", False, id="intel-gas-memory-excluded"),
+        pytest.param("habana.ai/gaudi", True, id="gaudi"),
+        pytest.param("aws.amazon.com/neuron", True, id="neuron"),
+        pytest.param("aws.amazon.com/neurondevice", True, id="neurondevice"),
+        pytest.param("aws.amazon.com/efa", False, id="efa-nic"),
+        pytest.param("rdma/ib", False, id="rdma"),
+        pytest.param("deviceclass.resource.kubernetes.io/mig.nvidia.com", True, id="dra-ext-mig"),
+        pytest.param(
+            "deviceclass.resource.kubernetes.io/compute-domain-default-channel.nvidia.com",
+            False,
+            id="dra-ext-imex-channel",
+        ),
+        pytest.param("cpu", False, id="cpu"),
+    ],
+)
+def test_default_resource_patterns(name: str, expected: bool) -> None:
+    assert AcceleratorDetector().is_accelerator_resource(name) is expected
+
+
+def test_exclusion_pattern() -> None:
+    detector = AcceleratorDetector(resource_patterns=["nvidia.com/*", "!nvidia.com/hostdev"])
+    assert detector.is_accelerator_resource("nvidia.com/gpu") is True
+    assert detector.is_accelerator_resource("nvidia.com/hostdev") is False
+
+
+def test_empty_pattern_lists_match_nothing() -> None:
+    detector = AcceleratorDetector(resource_patterns=(), device_classes=())
+    assert detector.is_accelerator_resource("nvidia.com/gpu") is False
+    assert detector.is_accelerator_class("gpu.nvidia.com") is False
+
+
+def test_default_device_classes() -> None:
+    detector = AcceleratorDetector()
+    for name in DEFAULT_DEVICE_CLASSES:
+        assert detector.is_accelerator_class(name), name
+    for name in ("compute-domain-daemon.nvidia.com", "dranet.net", "efa.networking.k8s.aws"):
+        assert not detector.is_accelerator_class(name), name
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        pytest.param({"resource_patterns": "nvidia.com/gpu"}, TypeError, id="bare-string"),
+        pytest.param({"device_classes": "gpu.nvidia.com"}, TypeError, id="bare-string-classes"),
+        pytest.param({"resource_patterns": [""]}, ValueError, id="empty-pattern"),
+        pytest.param({"resource_patterns": ["!"]}, ValueError, id="empty-negation"),
+        pytest.param({"resource_patterns": [" nvidia.com/gpu"]}, ValueError, id="whitespace"),
+        pytest.param({"resource_patterns": [3]}, TypeError, id="not-a-string"),
+    ],
+)
+def test_bad_pattern_configuration(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        AcceleratorDetector(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Quantities
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("1", 1, id="str-1"),
+        pytest.param(2, 2, id="int-2"),
+        pytest.param("2", 2, id="str-2"),
+        pytest.param(0, 0, id="zero"),
+        pytest.param("1k", 1000, id="kilo"),
+        pytest.param("1Ki", 1024, id="kibi"),
+        pytest.param("1e3", 1000, id="exponent"),
+        pytest.param("1E", 10**18, id="exa-suffix-not-exponent"),
+        pytest.param("500m", 1, id="milli-rounds-up"),
+        pytest.param("1500m", 2, id="milli-above-one-rounds-up"),
+        pytest.param("2000m", 2, id="milli-exact"),
+        pytest.param("1.5", 2, id="decimal-rounds-up"),
+        pytest.param(".5", 1, id="leading-dot"),
+        pytest.param("+3", 3, id="plus-sign"),
+        pytest.param(" 4 ", 4, id="surrounding-space"),
+        pytest.param(2.0, 2, id="float"),
+        pytest.param(0.25, 1, id="float-fraction-rounds-up"),
+        pytest.param("1e-40", 1, id="tiny-positive-still-one"),
+    ],
+)
+def test_parse_count(value: object, expected: int) -> None:
+    assert parse_count(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        pytest.param("abc", '"abc" is not a valid quantity', id="garbage"),
+        pytest.param("", '"" is not a valid quantity', id="empty"),
+        pytest.param("1 GPU", '"1 GPU" is not a valid quantity', id="unit-word"),
+        pytest.param("1e", '"1e" is not a valid quantity', id="bare-e"),
+        pytest.param("0x10", '"0x10" is not a valid quantity', id="hex"),
+        pytest.param("-1", '"-1" is negative', id="negative-str"),
+        pytest.param(-2, "-2 is negative", id="negative-int"),
+        pytest.param(True, "true is not a valid quantity", id="bool"),
+        pytest.param(None, "null is not a valid quantity", id="null"),
+        pytest.param([1], "[1] is not a valid quantity", id="list"),
+        pytest.param(float("inf"), "Infinity is not a valid quantity", id="infinity"),
+        pytest.param("1e31", "too large", id="huge-exponent"),
+        pytest.param("10E", "too large", id="beyond-int64"),
+    ],
+)
+def test_parse_count_rejects(value: object, message: str) -> None:
+    with pytest.raises(DetectError) as excinfo:
+        parse_count(value)
+    assert message in str(excinfo.value)
+
+
+def test_parse_count_error_truncates_long_values() -> None:
+    with pytest.raises(DetectError) as excinfo:
+        parse_count("x" * 10_000)
+    assert len(str(excinfo.value)) < 200
+
+
+# --------------------------------------------------------------------------------------------
+# Malformed input: DetectError naming the field
+# --------------------------------------------------------------------------------------------
+
+MALFORMED_CASES = [
+    pytest.param(["not", "a", "pod"], "pod", "expected a Pod object", id="pod-not-object"),
+    pytest.param({"spec": "x"}, "spec", "expected an object", id="spec-not-object"),
+    pytest.param(
+        {"spec": {"containers": "vllm"}}, "spec.containers", "expected a list", id="containers-str"
+    ),
+    pytest.param(
+        {"spec": {"containers": ["vllm"]}},
+        "spec.containers[0]",
+        "expected a container object",
+        id="container-not-object",
+    ),
+    pytest.param(
+        make_pod({"name": "vllm", "resources": ["nvidia.com/gpu"]}),
+        "spec.containers[0].resources",
+        "expected an object",
+        id="resources-list",
+    ),
+    pytest.param(
+        make_pod({"name": "vllm", "resources": {"limits": "nvidia.com/gpu=1"}}),
+        "spec.containers[0].resources.limits",
+        "expected an object",
+        id="limits-str",
+    ),
+    pytest.param(
+        make_pod(ctr("vllm", {GPU: "abc"})),
+        'spec.containers[0].resources.limits["nvidia.com/gpu"]',
+        '"abc" is not a valid quantity; use a number such as "1" (container "vllm")',
+        id="garbage-quantity",
+    ),
+    pytest.param(
+        make_pod(ctr("main"), init=(ctr("a"), ctr("warmup", None, {GPU: "1 GPU"}))),
+        'spec.initContainers[1].resources.requests["nvidia.com/gpu"]',
+        '(container "warmup")',
+        id="init-container-garbage",
+    ),
+    pytest.param(
+        make_pod(ctr("vllm", {GPU: -1})),
+        'spec.containers[0].resources.limits["nvidia.com/gpu"]',
+        "negative",
+        id="negative",
+    ),
+    pytest.param(
+        make_pod(ctr("vllm", {GPU: True})),
+        'spec.containers[0].resources.limits["nvidia.com/gpu"]',
+        "true is not a valid quantity",
+        id="yaml-bool",
+    ),
+    pytest.param(
+        make_pod(ctr("vllm", {1: 1})),
+        "spec.containers[0].resources.limits",
+        "resource name 1 is not a string",
+        id="non-string-resource-name",
+    ),
+    pytest.param(
+        {"spec": {"containers": [], "ephemeralContainers": {"name": "dbg"}}},
+        "spec.ephemeralContainers",
+        "expected a list",
+        id="ephemeral-not-list",
+    ),
+    pytest.param(
+        make_pod(ctr("c"), claims={"name": "gpu"}),  # type: ignore[arg-type]
+        "spec.resourceClaims",
+        "expected a list",
+        id="resourceClaims-not-list",
+    ),
+    pytest.param(
+        make_pod(ctr("c"), claims=["gpu"]),
+        "spec.resourceClaims[0]",
+        "expected an object",
+        id="resourceClaim-not-object",
+    ),
+    pytest.param(
+        make_pod(ctr("c"), claims=[{"resourceClaimName": "x"}]),
+        "spec.resourceClaims[0].name",
+        "name must be a non-empty string",
+        id="resourceClaim-no-name",
+    ),
+    pytest.param(
+        make_pod(ctr("c"), claims=[{"name": "gpu"}]),
+        "spec.resourceClaims[0]",
+        "exactly one of resourceClaimName or resourceClaimTemplateName",
+        id="resourceClaim-no-source",
+    ),
+    pytest.param(
+        make_pod(
+            ctr("c"),
+            claims=[{"name": "g", "resourceClaimName": "a", "resourceClaimTemplateName": "b"}],
+        ),
+        "spec.resourceClaims[0]",
+        "exactly one of",
+        id="resourceClaim-both-sources",
+    ),
+    pytest.param(
+        make_pod(ctr("c"), claims=[{"name": "g", "source": {}}]),
+        "spec.resourceClaims[0].source",
+        "exactly one of",
+        id="resourceClaim-empty-legacy-source",
+    ),
+    pytest.param(
+        make_pod(ctr("c"), claims=[{"name": "g", "resourceClaimTemplateName": 5}]),
+        "spec.resourceClaims[0].resourceClaimTemplateName",
+        "expected a non-empty string, got 5",
+        id="resourceClaim-name-not-string",
+    ),
+]
+
+
+@pytest.mark.parametrize(("pod", "field", "message"), MALFORMED_CASES)
+def test_malformed_pod(detector: AcceleratorDetector, pod: Any, field: str, message: str) -> None:
+    with pytest.raises(DetectError) as excinfo:
+        detector.detect(pod)
+    assert excinfo.value.field == field
+    assert str(excinfo.value).startswith(f"{field}: ")
+    assert message in str(excinfo.value)
+
+
+def test_garbage_quantity_message_is_exact(detector: AcceleratorDetector) -> None:
+    with pytest.raises(DetectError) as excinfo:
+        detector.detect(make_pod(ctr("vllm", {GPU: "abc"})))
+    assert str(excinfo.value) == (
+        'spec.containers[0].resources.limits["nvidia.com/gpu"]: "abc" is not a valid quantity; '
+        'use a number such as "1" (container "vllm")'
+    )
+
+
+def test_garbage_in_non_accelerator_resources_is_not_our_business(
+    detector: AcceleratorDetector,
+) -> None:
+    # The API server validates cpu/memory; detection only parses accelerator quantities.
+    workload = detector.detect(make_pod(ctr("c", {"cpu": "lots", GPU: 1})))
+    assert workload.total == 1
+
+
+def claim_template(request: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": "t", "namespace": "ns"},
+        "spec": {"spec": {"devices": {"requests": [request]}}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("template", "inner"),
+    [
+        pytest.param(
+            claim_template({"name": "r", "exactly": {"deviceClassName": "gpu.nvidia.com",
+                                                      "count": "many"}}),
+            'spec.spec.devices.requests[0].exactly.count: "many" is not a valid quantity',
+            id="bad-count",
+        ),
+        pytest.param(
+            claim_template({"name": "r", "exactly": {"deviceClassName": "gpu.nvidia.com",
+                                                      "allocationMode": "Some"}}),
+            'spec.spec.devices.requests[0].exactly.allocationMode: "Some" is not a known',
+            id="bad-allocation-mode",
+        ),
+        pytest.param(
+            claim_template({"name": "r", "exactly": {"count": 1}}),
+            "spec.spec.devices.requests[0].exactly.deviceClassName: deviceClassName must be",
+            id="missing-device-class",
+        ),
+        pytest.param(
+            claim_template({"name": "r", "firstAvailable": "gpu.nvidia.com"}),
+            "spec.spec.devices.requests[0].firstAvailable: expected a list",
+            id="firstAvailable-not-list",
+        ),
+        pytest.param(
+            {**claim_template({}), "spec": {"spec": {"devices": {"requests": {"a": 1}}}}},
+            "spec.spec.devices.requests: expected a list",
+            id="requests-not-list",
+        ),
+    ],
+)  # fmt: skip
+def test_malformed_claim_object(
+    detector: AcceleratorDetector, template: dict[str, Any], inner: str
+) -> None:
+    pod = make_pod(ctr("c"), claims=[{"name": "g", "resourceClaimTemplateName": "t"}])
+    with pytest.raises(DetectError) as excinfo:
+        detector.detect(pod, StaticClaimResolver([template]))
+    assert excinfo.value.field == "spec.resourceClaims[0]"
+    assert str(excinfo.value).startswith('spec.resourceClaims[0]: ResourceClaimTemplate "ns/t": ')
+    assert inner in str(excinfo.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Output shape, resolver, purity
+# --------------------------------------------------------------------------------------------
+
+
+def test_to_input_matches_contract_shape(detector: AcceleratorDetector) -> None:
+    pod, resolver = load("dra-mixed-claims-and-plugin.yaml")
+    data = detector.detect(pod, resolver).to_input()
+    assert data == {
+        "accelerators": [
+            {"container": "main", "containerType": "container", "resource": GPU, "count": 4}
+        ],
+        "claims": [
+            {
+                "name": "imex",
+                "source": "resourceClaimTemplateName",
+                "objectName": "imex-channel",
+                "deviceClasses": ["compute-domain-default-channel.nvidia.com"],
+                "count": 0,
+                "accelerator": False,
+                "resolved": True,
+            },
+            {
+                "name": "extra-gpu",
+                "source": "resourceClaimTemplateName",
+                "objectName": "one-gpu",
+                "deviceClasses": ["gpu.nvidia.com"],
+                "count": 1,
+                "accelerator": True,
+                "resolved": True,
+            },
+        ],
+        "total": 5,
+    }
+    assert json.loads(json.dumps(data)) == data  # plain JSON types only
+
+
+def test_to_input_for_cpu_pod(detector: AcceleratorDetector) -> None:
+    pod, _ = load("cpu-only.yaml")
+    assert detector.detect(pod).to_input() == {"accelerators": [], "claims": [], "total": 0}
+
+
+def test_results_are_immutable(detector: AcceleratorDetector) -> None:
+    pod, resolver = load("dra-v1-exactly-template.yaml")
+    workload = detector.detect(pod, resolver)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        workload.total = 0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        workload.claims[0].count = 0  # type: ignore[misc]
+
+
+def test_detect_does_not_mutate_the_pod(detector: AcceleratorDetector) -> None:
+    pod, resolver = load("llm-d-decode-rdma.yaml")
+    before = copy.deepcopy(pod)
+    detector.detect(pod, resolver)
+    assert pod == before
+
+
+def test_detector_is_reusable_and_deterministic(detector: AcceleratorDetector) -> None:
+    pod, resolver = load("sidecar-init-gpu.yaml")
+    assert detector.detect(pod, resolver) == detector.detect(pod, resolver)
+
+
+def test_static_resolver_indexing() -> None:
+    docs: list[Any] = [
+        None,  # an empty YAML document
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t", "namespace": "a"}},
+        {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                {
+                    "apiVersion": "resource.k8s.io/v1",
+                    "kind": "ResourceClaim",
+                    "metadata": {"name": "t", "namespace": "a"},
+                },
+            ],
+        },
+        {
+            "apiVersion": "resource.k8s.io/v1beta1",
+            "kind": "ResourceClaimTemplate",
+            "metadata": {"name": "t"},
+        },
+        {"apiVersion": "example.com/v1", "kind": "ResourceClaim", "metadata": {"name": "x"}},
+        {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim", "metadata": {}},
+    ]
+    resolver = StaticClaimResolver(docs)
+    assert len(resolver) == 2
+    claim = resolver.lookup("a", "ResourceClaim", "t")
+    assert claim is not None
+    assert claim["kind"] == "ResourceClaim"
+    assert resolver.lookup("a", "ResourceClaimTemplate", "t") is None
+    assert resolver.lookup("default", "ResourceClaimTemplate", "t") is not None
+    assert resolver.lookup("default", "ResourceClaim", "x") is None
+
+
+def test_every_fixture_is_exercised() -> None:
+    # A fixture no test loads is dead weight that silently stops testing anything.
+    source = Path(__file__).read_text(encoding="utf-8")
+    on_disk = sorted(p.name for p in MANIFESTS.glob("*.yaml"))
+    assert on_disk, "fixture directory is empty"
+    assert [name for name in on_disk if f'"{name}"' not in source] == []
