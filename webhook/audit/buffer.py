@@ -235,7 +235,7 @@ class AuditLog:
                     return
                 try:
                     up = await asyncio.wait_for(self._store.healthy(), self._write_timeout)
-                except TimeoutError:
+                except Exception:  # a probe that fails in any way means "still down"
                     up = False
                 if up:
                     log.warning("audit store is back")

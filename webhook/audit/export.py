@@ -61,9 +61,7 @@ def rules_summary(record: AuditRecord) -> str:
 
 def record_to_json(record: AuditRecord) -> dict[str, Any]:
     """The full record as JSON-ready data (``show``, ``json``, ``jsonl``)."""
-    data = record.model_dump(mode="json")
-    data["time"] = format_time(record.time)  # the same fixed format as the stored one
-    return data
+    return record.model_dump(mode="json")
 
 
 def table_row(record: AuditRecord) -> tuple[str, ...]:

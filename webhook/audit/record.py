@@ -17,7 +17,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first row of a chain."""
@@ -145,6 +153,11 @@ class AuditRecord(BaseModel):
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         return to_utc(value)
+
+    @field_serializer("time", when_used="json")
+    def _time_json(self, value: datetime) -> str:
+        # The stored, fixed-width form everywhere: CLI, API and exports agree to the microsecond.
+        return format_time(value)
 
     @field_validator("latency_ms")
     @classmethod

@@ -18,6 +18,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -122,6 +123,26 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _enable_wal(conn: sqlite3.Connection, path: str) -> None:
+    # Switching to WAL needs an exclusive lock and SQLite does not wait for it (no busy
+    # handler): two processes opening a new file at once get "database is locked". Retry.
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.01
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+    if str(mode).lower() != "wal":
+        raise AuditStoreError(f"cannot enable WAL on {path} (journal_mode={mode})")
+
+
 def _schema_version(conn: sqlite3.Connection) -> int:
     exists = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
@@ -222,13 +243,11 @@ class SQLiteStore:
             # -wal and -shm files the same permissions.
             parent = os.path.dirname(self._path)
             if parent:
-                os.makedirs(parent, exist_ok=True)
+                os.makedirs(parent, mode=0o700, exist_ok=True)
             os.close(os.open(self._path, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = _connect(self._path)
         try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise AuditStoreError(f"cannot enable WAL on {self._path} (journal_mode={mode})")
+            _enable_wal(conn, self._path)
             _migrate(conn)
         finally:
             conn.close()
@@ -313,6 +332,8 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
             raise
         written = sum(len(r) for r in results)
+        if written == 0:  # every caller had given up: nothing was written
+            return
         with self._lock:
             c = self._counters
             self._counters = StoreCounters(

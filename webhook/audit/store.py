@@ -158,5 +158,7 @@ async def open_store(db: str, *, create: bool = True, lazy: bool = False) -> Aud
 
     from .sqlite import SQLiteStore
 
-    path = db.removeprefix("sqlite:///") if db.startswith("sqlite:///") else db
+    if db.startswith("sqlite:") and not db.startswith("sqlite:///"):
+        raise ValueError(f"expected sqlite:///relative.db or sqlite:////absolute.db, got {db!r}")
+    path = db.removeprefix("sqlite:///")
     return await SQLiteStore.open(path, create=create)

@@ -1,6 +1,7 @@
 """Audit writer process for the multi-process tests (run as a script, not collected).
 
-    python audit_child.py DB [--count N] [--concurrency C] [--label L]
+    python audit_child.py DB [--count N] [--concurrency C] [--label L] [--start-at EPOCH]
+                            [--pause SECONDS]
 
 Appends records with C concurrent writers and prints ``ack <id> <seq>`` after each append has
 returned, i.e. once the store has acknowledged the row as durably committed. ``--count 0`` runs
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import time
 
 from webhook.audit import AcceleratorSummary, AuditRecord, Violation, open_store
 
@@ -38,9 +40,14 @@ async def main() -> None:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--label", default="child")
+    parser.add_argument("--start-at", type=float, default=0.0, help="epoch time to start writing")
+    parser.add_argument(
+        "--pause", type=float, default=0.0, help="seconds between a writer's appends"
+    )
     args = parser.parse_args()
 
     store = await open_store(args.db)
+    await asyncio.sleep(max(0.0, args.start_at - time.time()))
     numbers = itertools.count()
 
     async def writer() -> None:
@@ -59,6 +66,8 @@ async def main() -> None:
             )
             stored = await store.append(record)
             print(f"ack {stored.id} {stored.seq}", flush=True)
+            if args.pause:
+                await asyncio.sleep(args.pause)
 
     await asyncio.gather(*(writer() for _ in range(args.concurrency)))
     await store.close()

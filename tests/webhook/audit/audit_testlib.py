@@ -1,8 +1,4 @@
-"""Helpers shared by the audit tests (used by conftest.py and imported by the test modules).
-
-A module with a unique name rather than ``from conftest import``: several conftest.py files in
-one test tree would shadow each other.
-"""
+"""Helpers shared by the audit tests: the PostgreSQL test server, raw SQL access, records."""
 
 from __future__ import annotations
 
@@ -186,7 +182,7 @@ class Backend:
         else:
             with psycopg.connect(self.db, autocommit=True) as pconn:
                 pconn.execute("ALTER TABLE audit_record DISABLE TRIGGER USER")
-                pconn.execute(self._sql(sql), params)  # type: ignore[arg-type]
+                pconn.execute(self._sql(sql), params)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Plain SQL, triggers in place."""
@@ -194,7 +190,7 @@ class Backend:
             with contextlib.closing(sqlite3.connect(self.db, isolation_level=None)) as conn:
                 return conn.execute(self._sql(sql), params).fetchall()
         with psycopg.connect(self.db, autocommit=True) as pconn:
-            cur = pconn.execute(self._sql(sql), params)  # type: ignore[arg-type]
+            cur = pconn.execute(self._sql(sql), params)
             return cur.fetchall() if cur.description else []
 
 

@@ -10,36 +10,24 @@ Each test gets its own schema (``search_path`` in the DSN), so tests never see e
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-_HERE = Path(__file__).resolve().parent
-# The project is not necessarily installed into the venv: import it from the checkout. The
-# helper module next to this file is imported by name from the test modules.
-if importlib.util.find_spec("webhook") is None:
-    sys.path.insert(0, str(_HERE.parents[2]))
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
-
-from audit_testlib import (  # noqa: E402
+from tests.webhook.audit.audit_testlib import (
     Backend,
     PgCluster,
     dataset,
     find_pg_bindir,
-    full_record,
     no_binaries,
     schema_dsn,
     spawn_child,
 )
-
-from webhook.audit import AuditRecord, AuditStore, open_store  # noqa: E402
+from webhook.audit import AuditRecord, AuditStore, open_store
 
 
 @pytest.fixture(scope="session")
@@ -101,11 +89,6 @@ async def store(backend: Backend) -> AsyncIterator[AuditStore]:
         yield s
     finally:
         await s.close()
-
-
-@pytest.fixture
-def make_record() -> Callable[..., AuditRecord]:
-    return full_record
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import json
 from datetime import timedelta
 
 import pytest
-from audit_testlib import BASE_TIME, dataset, full_record
 
+from tests.webhook.audit.audit_testlib import BASE_TIME, dataset, full_record
 from webhook.audit import (
     TABLE_COLUMNS,
     AuditFilter,

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from audit_testlib import BASE_TIME, full_record
 from pydantic import ValidationError
 
+from tests.webhook.audit.audit_testlib import BASE_TIME, full_record
 from webhook.audit import GENESIS_HASH, AcceleratorSummary, AuditRecord, StoredRecord
 
 # Frozen on purpose: if this changes, every existing audit trail stops verifying.

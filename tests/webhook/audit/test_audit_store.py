@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import stat
 from datetime import timedelta
@@ -10,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_testlib import BASE_TIME, Backend, full_record
 
+from tests.webhook.audit.audit_testlib import BASE_TIME, Backend, full_record
 from webhook.audit import (
     AuditFilter,
     AuditRecord,
@@ -65,7 +66,7 @@ async def test_chain_links_and_iter_all(store: AuditStore, records: list[AuditRe
     stored += [await store.append(r) for r in records[5:]]
     assert [s.seq for s in stored] == list(range(1, 21))
     assert stored[0].prev_hash == "0" * 64
-    assert all(b.prev_hash == a.hash for a, b in zip(stored, stored[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(stored))
     assert [r async for r in store.iter_all()] == stored
     result = await verify_store(store)
     assert result.ok
@@ -243,9 +244,11 @@ async def test_open_missing_sqlite_without_create(tmp_path: Path) -> None:
     assert not (tmp_path / "typo.db").exists()
 
 
-async def test_open_refuses_memory_database() -> None:
+async def test_open_refuses_memory_database_and_odd_urls() -> None:
     with pytest.raises(ValueError, match="file path"):
         await open_store(":memory:")
+    with pytest.raises(ValueError, match="sqlite:///"):
+        await open_store("sqlite://audit.db")
 
 
 async def test_open_postgres_down_fails_unless_lazy() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from audit_testlib import Backend, full_record
 
+from tests.webhook.audit.audit_testlib import Backend, full_record
 from webhook.audit import AuditStore, StoredRecord, verify_records, verify_store
 
 
@@ -31,7 +31,7 @@ async def test_empty_chain_verifies(store: AuditStore) -> None:
 
 
 def _edit(b: Backend, rows: list[StoredRecord]) -> None:
-    b.tamper("UPDATE audit_record SET allowed = {p} WHERE seq = 3", (True,))
+    b.tamper("UPDATE audit_record SET allowed = NOT allowed WHERE seq = 3")
 
 
 def _edit_json(b: Backend, rows: list[StoredRecord]) -> None:
@@ -96,7 +96,8 @@ async def test_verify_reports_first_broken_link(
     assert reason in result.reason
     assert result.checked == bad_seq - 1
     assert result.last_seq == bad_seq - 1
-    assert result.head_hash == rows[bad_seq - 2].hash
+    if case != "edited-and-rehashed":  # there the last good row is the re-hashed one
+        assert result.head_hash == rows[bad_seq - 2].hash
 
 
 def test_verify_records_pure() -> None:
