@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from webhook import admission
 from webhook.admission import AdmissionRequest
+from webhook.audit import AUDIT_UNAVAILABLE_RULE
 from webhook.decision import RequestInfo, Verdict
 from webhook.deps import Services
 from webhook.detect import DetectError
@@ -24,7 +25,6 @@ Webhook = Literal["mutate", "validate"]
 Checks = Callable[[AdmissionRequest, Verdict], list[Violation]]
 Respond = Callable[[AdmissionRequest, RequestInfo, Verdict], dict[str, Any]]
 
-RULE_AUDIT = "audit-store"
 ERR_AUDIT_DOWN = (
     "the audit store is unavailable and audit is required for GPU pods; retry shortly "
     "(operators: check the audit database, or set audit.required=false to admit while it is down)"
@@ -103,7 +103,7 @@ async def admit(
                 if verdict.allowed and services.settings.audit_required:
                     verdict.violations = [
                         *verdict.violations,
-                        Violation(rule=RULE_AUDIT, message=ERR_AUDIT_DOWN),
+                        Violation(rule=AUDIT_UNAVAILABLE_RULE, message=ERR_AUDIT_DOWN),
                     ]
                     verdict.allowed = False
 

@@ -9,8 +9,8 @@ import logging
 import os
 import shutil
 import signal
-import sys
 import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 

@@ -15,6 +15,8 @@ import uvicorn
 
 from identity.registry import AgentRegistry, load_registry_file
 from webhook.app import create_app
+from webhook.audit import AuditLog, open_store
+from webhook.audit.recorder import AuditRecorder
 from webhook.metrics import Metrics
 from webhook.opa_process import policy_engine
 from webhook.policy import PolicyEngine, PolicyUnavailable
@@ -89,8 +91,15 @@ async def serve(settings: Settings) -> None:
         opa_bin=settings.opa_bin,
         request_timeout=settings.opa_timeout_seconds,
     ) as policy:
+        audit = AuditLog(
+            await open_store(settings.audit_dsn, lazy=not settings.audit_required),
+            required=settings.audit_required,
+        )
+        recorder = AuditRecorder(audit, metrics, lambda: policy.revision)
         try:
-            app = create_app(settings, policy=policy, registry=agents, metrics=metrics)
+            app = create_app(
+                settings, policy=policy, registry=agents, metrics=metrics, recorder=recorder
+            )
             config = uvicorn.Config(
                 app,
                 host=settings.host,
@@ -122,3 +131,4 @@ async def serve(settings: Settings) -> None:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await audit.close()

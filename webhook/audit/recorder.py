@@ -1,0 +1,93 @@
+"""The webhook's side of the audit trail: one record per admission decision.
+
+`/mutate` records only its denials (an allowed pod is recorded once, by `/validate`, on the
+final object), so each pod creation leaves one row. Dry-run requests leave none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jwt
+
+from webhook.audit.buffer import AuditLog
+from webhook.audit.record import AcceleratorSummary, AuditRecord, Violation
+from webhook.decision import RequestInfo, Verdict
+from webhook.metrics import Metrics
+
+GRANT_ANNOTATION = "kube-intent.io/grant"
+
+
+def grant_jti(annotations: object) -> str | None:
+    """The jti of the pod's grant, for cross-reference only (/validate verifies the grant)."""
+    token = annotations.get(GRANT_ANNOTATION) if isinstance(annotations, dict) else None
+    if not isinstance(token, str):
+        return None
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    jti = claims.get("jti")
+    return jti if isinstance(jti, str) else None
+
+
+def admission_record(
+    request: RequestInfo, verdict: Verdict, latency_ms: float, policy_revision: str
+) -> AuditRecord:
+    identity = verdict.identity
+    workload = verdict.workload
+    pod = (verdict.policy_input or {}).get("pod") or {}
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return AuditRecord(
+        uid=request.uid,
+        operation=request.operation,
+        namespace=request.namespace,
+        name=request.name,
+        user=request.username,
+        groups=list(request.groups),
+        agent=identity.agent if identity else None,
+        service_account=identity.service_account if identity else "",
+        spiffe_id=identity.spiffe_id if identity else None,
+        intent=verdict.intent.document if verdict.intent.valid else None,
+        intent_digest=verdict.intent.digest,
+        accelerators=AcceleratorSummary.from_workload(workload.to_input())
+        if workload
+        else AcceleratorSummary(),
+        allowed=verdict.allowed,
+        violations=[Violation(**v.model_dump()) for v in verdict.violations],
+        policy_revision=policy_revision,
+        grant_jti=grant_jti(annotations),
+        latency_ms=round(latency_ms, 3),
+        input=verdict.policy_input,
+        message=""
+        if verdict.allowed
+        else verdict.denial_message(f"{request.namespace}/{request.name}"),
+    )
+
+
+class AuditRecorder:
+    """deps.DecisionRecorder over an AuditLog, which buffers and enforces `audit.required`."""
+
+    def __init__(self, log: AuditLog, metrics: Metrics, policy_revision: Callable[[], str]) -> None:
+        self.log = log
+        self.policy_revision = policy_revision
+        counters = log.counters
+        metrics.audit_queue_depth.set_function(lambda: counters().queue_depth)
+        self._metrics = metrics
+        self._failures_seen = 0
+
+    async def record(
+        self, webhook: str, request: RequestInfo, verdict: Verdict, latency_ms: float
+    ) -> None:
+        if webhook == "mutate" and verdict.allowed:
+            return
+        record = admission_record(request, verdict, latency_ms, self.policy_revision())
+        try:
+            await self.log.record(record)
+        finally:
+            failures = self.log.counters().write_failures
+            self._metrics.audit_write_failures.inc(failures - self._failures_seen)
+            self._failures_seen = failures
+
+    async def healthy(self) -> bool:
+        return self.log.counters().store_up
