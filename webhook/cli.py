@@ -12,11 +12,14 @@ from typing import Any
 import click
 
 from identity.registry import AgentRegistry, RegistryError, load_registry_file
+from webhook.audit.cli import audit, default_db, matching, parse_when, run
+from webhook.audit.store import AuditFilter, AuditStore
 from webhook.decision import Decider
 from webhook.detect import AcceleratorDetector
 from webhook.intent import schema
 from webhook.opa_process import find_opa, policy_engine
 from webhook.policy import PolicyUnavailable
+from webhook.replay import ReplayReport, replay
 from webhook.review import ReviewInputError, render_json, render_text, review_files
 from webhook.settings import BUNDLED_POLICIES, Settings
 
@@ -195,6 +198,41 @@ def policy_test(directory: Path | None, opa_bin: str | None, verbose: bool) -> N
         if code != 0:
             sys.exit(code)
 
+
+@policy.command("replay")
+@click.option(
+    "--policies",
+    "candidate",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="the candidate policy directory",
+)
+@click.option("--since", default="7d", show_default=True, help="duration ago (7d, 12h) or ISO time")
+@click.option("--until", default=None)
+@click.option("--db", default=None, help="audit store [default: audit.db in the state dir]")
+@click.option("--opa-bin", default=None)
+@click.option(
+    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def policy_replay(
+    candidate: Path, since: str, until: str | None, db: str | None, opa_bin: str | None, output: str
+) -> None:
+    """Re-decide recorded admissions with a candidate policy: what would change, per rule."""
+    query = AuditFilter(kind="admission", since=parse_when(since), until=parse_when(until))
+
+    async def action(store: AuditStore) -> ReplayReport:
+        records = [r async for r in matching(store, query, None, order="asc")]
+        async with policy_engine(None, candidate, opa_bin=opa_bin) as engine:
+            return await replay(records, engine)
+
+    try:
+        report = run(db or default_db(), action)
+    except (FileNotFoundError, PolicyUnavailable) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(report.to_json(), indent=2) if output == "json" else report.render())
+
+
+main.add_command(audit)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

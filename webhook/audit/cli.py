@@ -1,0 +1,205 @@
+"""`kube-intent audit ...`: read, summarise, export and verify the audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import click
+
+from webhook.audit.errors import AuditError
+from webhook.audit.export import (
+    OUTPUT_FORMATS,
+    OutputFormat,
+    compute_stats,
+    format_stats,
+    iter_render,
+    record_to_json,
+    render,
+)
+from webhook.audit.record import StoredRecord
+from webhook.audit.store import AuditFilter, AuditStore, Order, open_store
+from webhook.audit.verify import verify_store
+from webhook.settings import Settings
+
+T = TypeVar("T")
+_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+ERR_TIME = "{value!r} is neither a duration (30m, 12h, 7d) nor an ISO 8601 time"
+PAGE = 500
+
+
+def parse_when(value: str | None, now: datetime | None = None) -> datetime | None:
+    """`7d` means seven days ago; anything else must be an ISO 8601 time (UTC if naive)."""
+    if value is None:
+        return None
+    match = _RELATIVE.fullmatch(value)
+    if match:
+        amount, unit = match.groups()
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(ERR_TIME.format(value=value)) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def default_db() -> str:
+    return Settings().audit_dsn
+
+
+def run(open_args: str, action: Callable[[AuditStore], Awaitable[T]]) -> T:
+    async def main() -> T:
+        try:
+            store = await open_store(open_args, create=False)
+        except (AuditError, ValueError, OSError) as exc:
+            raise click.ClickException(f"cannot open audit store {open_args}: {exc}") from None
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+async def matching(
+    store: AuditStore, filters: AuditFilter, limit: int | None, order: Order = "desc"
+) -> AsyncIterator[StoredRecord]:
+    """Matching records across pages (newest first by default), up to `limit`."""
+    cursor: str | None = None
+    seen = 0
+    while True:
+        size = PAGE if limit is None else min(PAGE, limit - seen)
+        page = await store.query(filters, cursor, size, order=order)
+        for record in page.records:
+            yield record
+            seen += 1
+        cursor = page.next_cursor
+        if cursor is None or (limit is not None and seen >= limit):
+            return
+
+
+db_option = click.option(
+    "--db",
+    default=None,
+    help="audit store: a SQLite path or a postgresql:// DSN [default: audit.db in the state dir]",
+)
+
+
+def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--denied", "decision", flag_value="denied", help="only denials"),
+        click.option("--allowed", "decision", flag_value="allowed", help="only admissions"),
+        click.option("--since", default=None, help="duration ago (7d, 12h) or ISO time"),
+        click.option("--until", default=None, help="duration ago or ISO time (exclusive)"),
+        click.option("--namespace", "-n", default=None),
+        click.option("--agent", default=None),
+        click.option("--user", default=None, help="requesting user"),
+        click.option("--rule", default=None, help="a violated rule id"),
+        db_option,
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def build_filter(
+    decision: str | None,
+    since: str | None,
+    until: str | None,
+    namespace: str | None,
+    agent: str | None,
+    user: str | None,
+    rule: str | None,
+) -> AuditFilter:
+    return AuditFilter(
+        allowed=None if decision is None else decision == "allowed",
+        since=parse_when(since),
+        until=parse_when(until),
+        namespace=namespace,
+        agent=agent,
+        user=user,
+        rule=rule,
+    )
+
+
+@click.group()
+def audit() -> None:
+    """The audit trail of admission and token decisions."""
+
+
+@audit.command("list")
+@filter_options
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option(
+    "--output", "-o", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True
+)
+def list_decisions(db: str | None, limit: int, output: OutputFormat, **filters: Any) -> None:
+    """List decisions, newest first."""
+    query = build_filter(**filters)
+
+    async def action(store: AuditStore) -> str:
+        return render([r async for r in matching(store, query, limit)], output)
+
+    click.echo(run(db or default_db(), action))
+
+
+@audit.command()
+@click.argument("record_id", type=int)
+@db_option
+def show(record_id: int, db: str | None) -> None:
+    """One decision in full: the intent, every violation, the policy input."""
+    record = run(db or default_db(), lambda store: store.get(record_id))
+    if record is None:
+        raise click.ClickException(f"no decision with id {record_id}")
+    click.echo(json.dumps(record_to_json(record), indent=2))
+
+
+@audit.command()
+@filter_options
+def stats(db: str | None, **filters: Any) -> None:
+    """Denials by rule, agent, namespace and day."""
+    query = build_filter(**filters)
+
+    async def action(store: AuditStore) -> str:
+        return format_stats(compute_stats([r async for r in matching(store, query, None)]))
+
+    click.echo(run(db or default_db(), action))
+
+
+@audit.command()
+@filter_options
+@click.option(
+    "--output", "-o", type=click.Choice(OUTPUT_FORMATS), default="jsonl", show_default=True
+)
+def export(db: str | None, output: OutputFormat, **filters: Any) -> None:
+    """Every matching decision in chain order (JSONL for a SIEM by default)."""
+    query = build_filter(**filters)
+
+    async def action(store: AuditStore) -> None:
+        records = [r async for r in matching(store, query, None, order="asc")]
+        for chunk in iter_render(records, output):
+            sys.stdout.write(chunk)
+
+    run(db or default_db(), action)
+
+
+@audit.command()
+@db_option
+def verify(db: str | None) -> None:
+    """Walk the hash chain; exit 1 at the first edited, deleted or reordered row."""
+    result = run(db or default_db(), verify_store)
+    if result.ok:
+        click.echo(f"ok: {result.checked} decisions, chain head {result.head_hash}")
+        return
+    click.echo(
+        f"BROKEN at seq {result.first_bad_seq} (id {result.first_bad_id}): {result.reason}; "
+        f"{result.checked} decisions checked",
+        err=True,
+    )
+    sys.exit(1)
