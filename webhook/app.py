@@ -79,6 +79,7 @@ def create_app(
     recorder: DecisionRecorder | None = None,
     claims: ClaimLookup | None = None,
     grants: GrantMinter | None = None,
+    ready_checks: tuple[Callable[[], bool], ...] = (),
 ) -> FastAPI:
     decider = Decider(
         detector=AcceleratorDetector(
@@ -98,6 +99,7 @@ def create_app(
         recorder=recorder,
         claims=claims,
         grants=grants,
+        ready_checks=ready_checks,
     )
     app = FastAPI(title="kube-intent", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
@@ -118,6 +120,8 @@ def create_app(
     async def readyz(services: ServicesDep) -> PlainTextResponse:
         if not await services.policy.ready():
             return PlainTextResponse("policy engine not ready", status_code=503)
+        if not all(check() for check in services.ready_checks):
+            return PlainTextResponse("agent registrations not synced yet", status_code=503)
         return PlainTextResponse("ok")
 
     @app.get("/metrics")

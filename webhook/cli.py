@@ -75,6 +75,12 @@ def main() -> None:
 @policies_option
 @agents_option
 @opa_url_option
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="watch Agents and resolve DRA claims in this cluster",
+)
 @click.option("--opa-bin", default=None, help="OPA binary for the local subprocess")
 @click.option("--trust-domain", default=None, help="SPIFFE trust domain [default: cluster.local]")
 @click.option(

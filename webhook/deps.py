@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
@@ -47,6 +48,8 @@ class Services:
     recorder: DecisionRecorder | None = None
     claims: ClaimLookup | None = None
     grants: GrantMinter | None = None
+    # Extra readiness conditions (e.g. the first Agent list from the cluster has been applied).
+    ready_checks: tuple[Callable[[], bool], ...] = ()
 
 
 def get_services(request: Request) -> Services:

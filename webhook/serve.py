@@ -8,15 +8,19 @@ import logging
 import signal
 import ssl
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 
 from identity.registry import AgentRegistry, load_registry_file
+from identity.watch import AgentWatcher
 from webhook.app import create_app
 from webhook.audit import AuditLog, open_store
 from webhook.audit.recorder import AuditRecorder
+from webhook.claims import KubeClaimLookup
+from webhook.kube import api_client
 from webhook.metrics import Metrics
 from webhook.opa_process import policy_engine
 from webhook.policy import PolicyEngine, PolicyUnavailable
@@ -25,21 +29,15 @@ from webhook.tls import CertReloader, cert_not_after, ensure_dev_certificates
 
 log = logging.getLogger("kube_intent.serve")
 
+ERR_AGENTS_AND_CLUSTER = (
+    "--agents is for running without a cluster; with --kubeconfig (or in a pod) the Agent "
+    "objects of the cluster are the registrations"
+)
 ERR_TLS = "serving TLS needs --dev or both --tls-cert and --tls-key"
 AGENT_SYNC_INTERVAL = 30.0
 
 
-class AgentSource:
-    """The current registrations; replaced whole when the file changes (read without locks)."""
-
-    def __init__(self, registry: AgentRegistry) -> None:
-        self.current = registry
-
-    def __call__(self) -> AgentRegistry:
-        return self.current
-
-
-async def sync_agents(policy: PolicyEngine, agents: AgentSource) -> None:
+async def sync_agents(policy: PolicyEngine, agents: Callable[[], AgentRegistry]) -> None:
     """Keep OPA's data.kube_intent.agents current, also after an OPA restart (kube-mgmt style)."""
     while True:
         with contextlib.suppress(PolicyUnavailable):
@@ -76,56 +74,81 @@ def tls_files(settings: Settings) -> tuple[str, str]:
     return str(settings.tls_cert), str(settings.tls_key)
 
 
+@dataclass(slots=True)
+class Registrations:
+    """Where agent registrations come from: the cluster's Agents (watched) or a file."""
+
+    source: Callable[[], AgentRegistry]
+    claims: KubeClaimLookup | None = None
+    watcher: AgentWatcher | None = None
+
+    @property
+    def ready_checks(self) -> tuple[Callable[[], bool], ...]:
+        return (self.watcher.synced.is_set,) if self.watcher else ()
+
+
+def registrations(settings: Settings, policy: PolicyEngine) -> Registrations:
+    api = api_client(settings.kubeconfig)
+    if api is None:
+        registry = load_registry_file(settings.agents) if settings.agents else AgentRegistry()
+        return Registrations(source=lambda: registry)
+    if settings.agents is not None:
+        raise SystemExit(ERR_AGENTS_AND_CLUSTER)
+    watcher = AgentWatcher(api, on_change=lambda registry: policy.put_agents(registry.to_data()))
+    return Registrations(source=watcher, claims=KubeClaimLookup(api), watcher=watcher)
+
+
 async def serve(settings: Settings) -> None:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     cert, key = tls_files(settings)
-    agents = AgentSource(
-        load_registry_file(settings.agents) if settings.agents else AgentRegistry()
-    )
-
     metrics = Metrics()
-    tasks: list[asyncio.Task[None]] = []
     async with policy_engine(
         settings.opa_url,
         settings.policies,
         opa_bin=settings.opa_bin,
         request_timeout=settings.opa_timeout_seconds,
     ) as policy:
+        agents = registrations(settings, policy)
         audit = AuditLog(
             await open_store(settings.audit_dsn, lazy=not settings.audit_required),
             required=settings.audit_required,
         )
-        recorder = AuditRecorder(audit, metrics, lambda: policy.revision)
+        app = create_app(
+            settings,
+            policy=policy,
+            registry=agents.source,
+            metrics=metrics,
+            recorder=AuditRecorder(audit, metrics, lambda: policy.revision),
+            claims=agents.claims,
+            ready_checks=agents.ready_checks,
+        )
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            ssl_certfile=cert,
+            ssl_keyfile=key,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+        )
+        config.load()
+        assert isinstance(config.ssl, ssl.SSLContext)
+        reloader = CertReloader(config.ssl, Path(cert), Path(key), settings.tls_reload_seconds)
+        metrics.cert_expiry.set_function(lambda: cert_not_after(reloader.cert).timestamp())
+        background = [reloader.run(), sync_agents(policy, agents.source)]
+        if agents.watcher is not None:
+            background.append(agents.watcher.run())
+        tasks = [asyncio.create_task(job) for job in background]
+        log.info(
+            "serving on https://%s:%s (policies %s, OPA %s, revision %s)",
+            settings.host,
+            settings.port,
+            settings.policies,
+            policy.url,
+            policy.revision,
+        )
         try:
-            app = create_app(
-                settings, policy=policy, registry=agents, metrics=metrics, recorder=recorder
-            )
-            config = uvicorn.Config(
-                app,
-                host=settings.host,
-                port=settings.port,
-                ssl_certfile=cert,
-                ssl_keyfile=key,
-                log_config=None,
-                access_log=False,
-                timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
-            )
-            config.load()
-            assert isinstance(config.ssl, ssl.SSLContext)
-            reloader = CertReloader(config.ssl, Path(cert), Path(key), settings.tls_reload_seconds)
-            metrics.cert_expiry.set_function(lambda: cert_not_after(reloader.cert).timestamp())
-            tasks = [
-                asyncio.create_task(reloader.run(), name="cert-reloader"),
-                asyncio.create_task(sync_agents(policy, agents), name="agent-sync"),
-            ]
-            log.info(
-                "serving on https://%s:%s (policies %s, OPA %s, revision %s)",
-                settings.host,
-                settings.port,
-                settings.policies,
-                policy.url,
-                policy.revision,
-            )
             await run_until_signalled(_Server(config))
         finally:
             for task in tasks:

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
 
     policies: Path = BUNDLED_POLICIES
     agents: Path | None = None
+    kubeconfig: Path | None = None
     opa_url: str | None = None
     opa_bin: str | None = None
     opa_timeout_seconds: float = 1.0

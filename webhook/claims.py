@@ -1,0 +1,101 @@
+"""Resolve a pod's DRA claims (ResourceClaims, ResourceClaimTemplates) with cluster reads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from webhook.detect import ClaimKind, StaticClaimResolver
+
+log = logging.getLogger("kube_intent.claims")
+
+GROUP = "resource.k8s.io"
+# Newest first: the API server serves the same objects under every enabled version.
+VERSIONS = ("v1", "v1beta2", "v1beta1")
+PLURALS: dict[ClaimKind, str] = {
+    "ResourceClaim": "resourceclaims",
+    "ResourceClaimTemplate": "resourceclaimtemplates",
+}
+CACHE_SECONDS = 30.0
+REQUEST_TIMEOUT_SECONDS = 1.0
+
+
+def claim_references(pod: Mapping[str, Any]) -> list[tuple[ClaimKind, str]]:
+    refs: list[tuple[ClaimKind, str]] = []
+    for entry in (pod.get("spec") or {}).get("resourceClaims") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        # Before Kubernetes 1.31 the names sat under `source`.
+        nested = entry.get("source")
+        source: Mapping[str, Any] = nested if isinstance(nested, Mapping) else entry
+        for kind, field in (
+            ("ResourceClaim", "resourceClaimName"),
+            ("ResourceClaimTemplate", "resourceClaimTemplateName"),
+        ):
+            name = source.get(field)
+            if isinstance(name, str) and name:
+                refs.append((kind, name))  # type: ignore[arg-type]
+    return refs
+
+
+class KubeClaimLookup:
+    """Fetch the claim objects a pod references; unknown ones stay unresolved (fail closed).
+
+    Only DRA pods pay for a read, and templates are cached briefly: their spec is immutable,
+    so the cache can only be stale across a delete and re-create.
+    """
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._objects = client.CustomObjectsApi(api)
+        self._cache: dict[tuple[str, ClaimKind, str], tuple[float, dict[str, Any] | None]] = {}
+
+    async def resolver_for(self, namespace: str, pod: dict[str, Any]) -> StaticClaimResolver | None:
+        refs = claim_references(pod)
+        if not refs:
+            return None
+        found = await asyncio.gather(*(self._get(namespace, kind, name) for kind, name in refs))
+        return StaticClaimResolver(
+            [obj for obj in found if obj is not None], default_namespace=namespace
+        )
+
+    async def _get(self, namespace: str, kind: ClaimKind, name: str) -> dict[str, Any] | None:
+        key = (namespace, kind, name)
+        cached = self._cache.get(key)
+        if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        obj = await asyncio.to_thread(self._read, namespace, kind, name)
+        self._cache[key] = (time.monotonic(), obj)
+        return obj
+
+    def _read(self, namespace: str, kind: ClaimKind, name: str) -> dict[str, Any] | None:
+        for version in VERSIONS:
+            try:
+                obj = self._objects.get_namespaced_custom_object(
+                    GROUP,
+                    version,
+                    namespace,
+                    PLURALS[kind],
+                    name,
+                    _request_timeout=REQUEST_TIMEOUT_SECONDS,
+                )
+            except ApiException as exc:
+                if exc.status == 404 and '"reason":"NotFound"' not in str(exc.body):
+                    continue  # this API version is not served; try an older one
+                if exc.status != 404:
+                    log.warning("cannot read %s %s/%s: %s", kind, namespace, name, exc.reason)
+                return None
+            except Exception as exc:  # network trouble: the claim stays unresolved
+                log.warning("cannot read %s %s/%s: %s", kind, namespace, name, exc)
+                return None
+            if not isinstance(obj, dict):
+                return None
+            obj.setdefault("kind", kind)
+            obj.setdefault("apiVersion", f"{GROUP}/{version}")
+            return obj
+        return None
