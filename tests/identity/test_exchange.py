@@ -1,0 +1,322 @@
+"""Token exchange checks that happen before the API server is asked (form, audience), the
+discovery document, and TokenReview statuses the real server cannot be made to return."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from identity.exchange import (
+    ERR_DESCRIPTIONS,
+    GRANT_TYPE_TOKEN_EXCHANGE,
+    NO_STORE_HEADERS,
+    POD_NAME_EXTRA,
+    POD_UID_EXTRA,
+    TOKEN_TYPE_GRANT,
+    TOKEN_TYPE_JWT,
+    PodIdentity,
+    Refusal,
+    TokenExchange,
+    openid_configuration,
+    parse_form,
+    pod_identity,
+)
+from identity.keys import KeySet
+from identity.registry import AgentRegistry
+from tests.identity.support import ISSUER, TOKEN_ENDPOINT
+
+
+class NeverAsked:
+    """A KubeAuth for requests that must be refused before the API server is consulted."""
+
+    async def token_review(self, token: str, audiences: Sequence[str]) -> dict[str, Any]:
+        raise AssertionError("the API server was asked")
+
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        raise AssertionError("the API server was asked")
+
+
+GOOD = {
+    "grant_type": GRANT_TYPE_TOKEN_EXCHANGE,
+    "subject_token": "sa.token.value",
+    "subject_token_type": TOKEN_TYPE_JWT,
+    "actor_token": "grant.token.value",
+    "actor_token_type": TOKEN_TYPE_GRANT,
+    "audience": "inference-gateway",
+}
+
+
+@pytest.fixture
+def events() -> list[tuple[str, dict[str, Any]]]:
+    return []
+
+
+@pytest.fixture
+def exchange(keyset: KeySet, events: list[tuple[str, dict[str, Any]]]) -> TokenExchange:
+    return TokenExchange(
+        lambda: keyset,
+        ISSUER,
+        NeverAsked(),
+        AgentRegistry,
+        on_event=lambda result, details: events.append((result, details)),
+        audiences=lambda: frozenset({"inference-gateway", "vector-db"}),
+    )
+
+
+def without(name: str) -> dict[str, str]:
+    return {k: v for k, v in GOOD.items() if k != name}
+
+
+@pytest.mark.parametrize(
+    ("request_form", "error", "reason"),
+    [
+        pytest.param(
+            {**GOOD, "grant_type": "client_credentials"},
+            "unsupported_grant_type",
+            "grant_type",
+            id="other-grant-type",
+        ),
+        pytest.param(
+            without("grant_type"), "invalid_request", "missing:grant_type", id="no-grant-type"
+        ),
+        pytest.param(
+            without("subject_token"),
+            "invalid_request",
+            "missing:subject_token",
+            id="no-subject-token",
+        ),
+        pytest.param(
+            without("actor_token"), "invalid_request", "missing:actor_token", id="no-grant"
+        ),
+        pytest.param(
+            {**GOOD, "subject_token_type": "urn:ietf:params:oauth:token-type:id_token"},
+            "invalid_request",
+            "subject_token_type",
+            id="subject-token-type",
+        ),
+        pytest.param(
+            {**GOOD, "actor_token_type": TOKEN_TYPE_JWT},
+            "invalid_request",
+            "actor_token_type",
+            id="grant-as-plain-jwt",
+        ),
+        pytest.param(
+            {**GOOD, "requested_token_type": TOKEN_TYPE_JWT},
+            "invalid_request",
+            "requested_token_type",
+            id="requested-token-type",
+        ),
+        pytest.param(without("audience"), "invalid_request", "missing:audience", id="no-audience"),
+        pytest.param(
+            {**GOOD, "audience": "a b"}, "invalid_request", "audience", id="two-audiences-in-one"
+        ),
+        pytest.param(
+            {**GOOD, "audience": "x" * 300}, "invalid_request", "audience", id="audience-too-long"
+        ),
+        pytest.param({**GOOD, "scope": 'tool:"x"'}, "invalid_request", "scope", id="bad-scope"),
+        pytest.param(
+            {**GOOD, "resource": "https://x"}, "invalid_target", "resource", id="resource-parameter"
+        ),
+        pytest.param(
+            {**GOOD, "audience": ISSUER},
+            "invalid_target",
+            "audience:self",
+            id="audience-is-the-issuer",
+        ),
+        pytest.param(
+            {**GOOD, "audience": TOKEN_ENDPOINT},
+            "invalid_target",
+            "audience:self",
+            id="audience-is-the-token-endpoint",
+        ),
+        pytest.param(
+            {**GOOD, "audience": "payments"},
+            "invalid_target",
+            "audience:not-allowed",
+            id="audience-not-allowed",
+        ),
+    ],
+)
+async def test_refused_before_the_api_server_is_asked(
+    exchange: TokenExchange,
+    events: list[tuple[str, dict[str, Any]]],
+    request_form: dict[str, str],
+    error: str,
+    reason: str,
+) -> None:
+    status, body = await exchange.exchange(request_form)
+    assert (status, body["error"]) == (400, error)
+    assert set(body) == {"error", "error_description"}
+    [(result, details)] = events
+    assert (result, details["error"], details["reason"]) == ("refused", error, reason)
+    assert "sa.token.value" not in repr(details)
+    assert "grant.token.value" not in repr(details)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "reason"),
+    [
+        pytest.param("application/json", b"{}", "content-type", id="json"),
+        pytest.param(
+            "application/x-www-form-urlencoded",
+            (urlencode(GOOD) + "&audience=other").encode(),
+            "repeated",
+            id="repeated-parameter",
+        ),
+        pytest.param("application/x-www-form-urlencoded", b"a=%ff", "encoding", id="not-utf8"),
+        pytest.param(
+            "application/x-www-form-urlencoded", b"a=" + b"x" * 70_000, "too-large", id="too-large"
+        ),
+        pytest.param(
+            "application/x-www-form-urlencoded",
+            "&".join(f"p{i}=1" for i in range(40)).encode(),
+            "encoding",
+            id="too-many-fields",
+        ),
+    ],
+)
+async def test_unparseable_forms(
+    exchange: TokenExchange, content_type: str, body: bytes, reason: str
+) -> None:
+    with pytest.raises(Refusal) as refused:
+        parse_form(content_type, body)
+    assert (refused.value.error, refused.value.reason) == ("invalid_request", reason)
+    status, answer = await exchange.exchange_body(content_type, body)
+    assert (status, answer["error"]) == (400, "invalid_request")
+
+
+async def test_a_repeated_unknown_parameter_is_not_echoed(exchange: TokenExchange) -> None:
+    status, body = await exchange.exchange_body(
+        "application/x-www-form-urlencoded", b"x%22%5C%E2%98%83=1&x%22%5C%E2%98%83=2"
+    )
+    assert status == 400
+    assert body["error_description"] == "the request is malformed: parameter (unknown) is repeated"
+    assert all(0x20 <= ord(c) <= 0x7E and c not in '"\\' for c in body["error_description"])
+
+
+def test_a_well_formed_form_parses_with_charset_and_blank_values_omitted() -> None:
+    body = (urlencode(GOOD) + "&scope=").encode()
+    form = parse_form("application/x-www-form-urlencoded; charset=UTF-8", body)
+    assert form == GOOD
+
+
+def test_invalid_request_names_the_parameter_other_errors_say_only_the_category() -> None:
+    assert (
+        "audience"
+        in Refusal("invalid_request", "x", detail="parameter audience is required").body()[
+            "error_description"
+        ]
+    )
+    for error in ("invalid_grant", "unauthorized_client", "invalid_scope", "invalid_target"):
+        assert Refusal(error, "grant:signature").body() == {
+            "error": error,
+            "error_description": ERR_DESCRIPTIONS[error],
+        }
+
+
+def test_no_store_headers() -> None:
+    assert NO_STORE_HEADERS == {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def test_openid_configuration() -> None:
+    document = openid_configuration(ISSUER)
+    assert document["issuer"] == ISSUER
+    assert document["jwks_uri"] == ISSUER + "/.well-known/jwks.json"
+    assert document["token_endpoint"] == TOKEN_ENDPOINT
+    assert document["grant_types_supported"] == [GRANT_TYPE_TOKEN_EXCHANGE]
+    assert document["id_token_signing_alg_values_supported"] == ["ES256"]
+
+
+def _status(**user: Any) -> dict[str, Any]:
+    return {
+        "authenticated": True,
+        "audiences": [ISSUER],
+        "user": {
+            "username": "system:serviceaccount:ml-serving:support-bot",
+            "uid": "5b8c",
+            "groups": ["system:serviceaccounts", "system:serviceaccounts:ml-serving"],
+            "extra": {POD_NAME_EXTRA: ["vllm-0"], POD_UID_EXTRA: ["9f1e"]},
+            **user,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        pytest.param(
+            {**_status(), "audiences": []},
+            "subject-token:audience",
+            id="recorded-authenticated-without-our-audience",
+        ),
+        pytest.param(
+            _status(username="alice"),
+            "subject-token:not-service-account",
+            id="recorded-a-user-not-a-service-account",
+        ),
+        pytest.param(
+            _status(username="system:serviceaccount:ml-serving"),
+            "subject-token:not-service-account",
+            id="recorded-truncated-username",
+        ),
+        pytest.param(
+            _status(extra={POD_NAME_EXTRA: ["a", "b"], POD_UID_EXTRA: ["1", "2"]}),
+            "subject-token:not-pod-bound",
+            id="recorded-two-pods",
+        ),
+        pytest.param(
+            {"authenticated": False, "error": "token expired"},
+            "subject-token:unauthenticated",
+            id="recorded-unauthenticated",
+        ),
+    ],
+)
+def test_recorded_tokenreview_statuses_the_real_server_does_not_produce(
+    status: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(Refusal) as refused:
+        pod_identity(status, ISSUER)
+    assert (refused.value.error, refused.value.reason) == ("invalid_grant", reason)
+
+
+def test_recorded_tokenreview_status_of_a_pod_token() -> None:
+    assert pod_identity(_status(), ISSUER) == PodIdentity(
+        "ml-serving", "support-bot", "vllm-0", "9f1e"
+    )
+
+
+class FakeKubeWithABug:
+    """A failure the real client cannot be made to produce: an unexpected exception type."""
+
+    async def token_review(self, token: str, audiences: Sequence[str]) -> dict[str, Any]:
+        raise RuntimeError("bug")
+
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        raise RuntimeError("bug")
+
+
+async def test_fake_kube_with_a_bug_gives_server_error_not_a_traceback(
+    keyset: KeySet, events: list[tuple[str, dict[str, Any]]]
+) -> None:
+    exchange = TokenExchange(
+        lambda: keyset,
+        ISSUER,
+        FakeKubeWithABug(),
+        AgentRegistry,
+        on_event=lambda result, details: events.append((result, details)),
+    )
+    status, body = await exchange.exchange(GOOD)
+    assert (status, body["error"]) == (500, "server_error")
+    assert events == [
+        (
+            "error",
+            {
+                "audience": "inference-gateway",
+                "error": "server_error",
+                "reason": "internal:RuntimeError",
+            },
+        )
+    ]
