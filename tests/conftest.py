@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from identity.keys import KeySet
 from identity.registry import AgentRegistry, load_registry_file
 from webhook.app import create_app
 from webhook.deps import DecisionRecorder, GrantMinter
@@ -104,6 +105,7 @@ def make_client(opa: OpaPolicyEngine, agents: AgentRegistry) -> AppClient:
         metrics: Metrics | None = None,
         recorder: DecisionRecorder | None = None,
         grants: GrantMinter | None = None,
+        keys: Callable[[], KeySet] | None = None,
         **settings: Any,
     ) -> httpx.AsyncClient:
         app = create_app(
@@ -113,6 +115,7 @@ def make_client(opa: OpaPolicyEngine, agents: AgentRegistry) -> AppClient:
             metrics=metrics,
             recorder=recorder,
             grants=grants,
+            keys=keys,
         )
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://webhook")
 

@@ -10,6 +10,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from identity.exchange import (
+    DETAIL_TOO_LARGE,
+    JWKS_PATH,
+    MAX_FORM_BYTES,
+    NO_STORE_HEADERS,
+    OPENID_CONFIGURATION_PATH,
+    Refusal,
+    TokenExchange,
+    openid_configuration,
+)
+from identity.keys import KeySet
 from identity.registry import AgentRegistry
 from webhook import admission
 from webhook.admission import AdmissionRequest, ReviewParseError, parse_review
@@ -24,6 +35,7 @@ from webhook.validate import handle_validate
 
 log = logging.getLogger("kube_intent.app")
 
+ERR_NO_KEYS = "no signing keys configured (--keys-dir)"
 ERR_INTERNAL = "kube-intent could not evaluate this pod ({kind}); it was denied to fail safe"
 
 Handler = Callable[[AdmissionRequest, Services], Awaitable[dict[str, Any]]]
@@ -80,6 +92,8 @@ def create_app(
     claims: ClaimLookup | None = None,
     grants: GrantMinter | None = None,
     ready_checks: tuple[Callable[[], bool], ...] = (),
+    keys: Callable[[], KeySet] | None = None,
+    tokens: TokenExchange | None = None,
 ) -> FastAPI:
     decider = Decider(
         detector=AcceleratorDetector(
@@ -100,6 +114,8 @@ def create_app(
         claims=claims,
         grants=grants,
         ready_checks=ready_checks,
+        keys=keys,
+        tokens=tokens,
     )
     app = FastAPI(title="kube-intent", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
@@ -123,6 +139,33 @@ def create_app(
         if not all(check() for check in services.ready_checks):
             return PlainTextResponse("agent registrations not synced yet", status_code=503)
         return PlainTextResponse("ok")
+
+    @app.get(JWKS_PATH)
+    async def jwks(services: ServicesDep) -> Response:
+        if services.keys is None:
+            return JSONResponse({"error": ERR_NO_KEYS}, status_code=404)
+        # Verifiers may cache it: a key is published (as next) long before it signs.
+        return JSONResponse(services.keys().jwks(), headers={"Cache-Control": "max-age=300"})
+
+    @app.get(OPENID_CONFIGURATION_PATH)
+    async def discovery(services: ServicesDep) -> Response:
+        settings = services.settings
+        return JSONResponse(openid_configuration(settings.issuer, settings.token_endpoint))
+
+    @app.post("/token")
+    async def token(request: Request, services: ServicesDep) -> Response:
+        if services.tokens is None:
+            refusal = Refusal("temporarily_unavailable", "disabled", status=503)
+            return JSONResponse(refusal.body(), status_code=503, headers=NO_STORE_HEADERS)
+        try:
+            body = await read_body(request, MAX_FORM_BYTES)
+        except BodyTooLarge:
+            refusal = Refusal("invalid_request", "too-large", detail=DETAIL_TOO_LARGE)
+            return JSONResponse(refusal.body(), status_code=400, headers=NO_STORE_HEADERS)
+        status, payload = await services.tokens.exchange_body(
+            request.headers.get("content-type", ""), body
+        )
+        return JSONResponse(payload, status_code=status, headers=NO_STORE_HEADERS)
 
     @app.get("/metrics")
     async def metrics_route(services: ServicesDep) -> Response:

@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from identity.cli import keys as keys_group
+from identity.cli import token as token_group
 from identity.registry import AgentRegistry, RegistryError, load_registry_file
 from webhook.audit.cli import audit, default_db, matching, parse_when, run
 from webhook.audit.store import AuditFilter, AuditStore
@@ -82,6 +84,13 @@ def main() -> None:
     help="watch Agents and resolve DRA claims in this cluster",
 )
 @click.option("--opa-bin", default=None, help="OPA binary for the local subprocess")
+@click.option(
+    "--keys-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="signing keys (a mounted Secret): enables grants and /token",
+)
+@click.option("--issuer", default=None, help="grant and token issuer URL")
 @click.option("--trust-domain", default=None, help="SPIFFE trust domain [default: cluster.local]")
 @click.option(
     "--enforcement",
@@ -239,6 +248,8 @@ def policy_replay(
 
 
 main.add_command(audit)
+main.add_command(keys_group)
+main.add_command(token_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

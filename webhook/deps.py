@@ -8,6 +8,8 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 
+from identity.exchange import TokenExchange
+from identity.keys import KeySet
 from webhook.decision import Decider, RequestInfo, Verdict
 from webhook.detect import ClaimResolver
 from webhook.metrics import Metrics
@@ -48,6 +50,8 @@ class Services:
     recorder: DecisionRecorder | None = None
     claims: ClaimLookup | None = None
     grants: GrantMinter | None = None
+    keys: Callable[[], KeySet] | None = None
+    tokens: TokenExchange | None = None
     # Extra readiness conditions (e.g. the first Agent list from the cluster has been applied).
     ready_checks: tuple[Callable[[], bool], ...] = ()
 

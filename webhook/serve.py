@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from kubernetes.client import ApiClient
 
+from identity.exchange import KubernetesAuth, TokenExchange
+from identity.grants import GrantIssuer
+from identity.keys import KeyWatcher
 from identity.registry import AgentRegistry, load_registry_file
 from identity.watch import AgentWatcher
 from webhook.app import create_app
 from webhook.audit import AuditLog, open_store
-from webhook.audit.recorder import AuditRecorder
+from webhook.audit.recorder import AuditRecorder, TokenAuditor
 from webhook.claims import KubeClaimLookup
 from webhook.kube import api_client
 from webhook.metrics import Metrics
@@ -87,8 +91,7 @@ class Registrations:
         return (self.watcher.synced.is_set,) if self.watcher else ()
 
 
-def registrations(settings: Settings, policy: PolicyEngine) -> Registrations:
-    api = api_client(settings.kubeconfig)
+def registrations(settings: Settings, api: ApiClient | None, policy: PolicyEngine) -> Registrations:
     if api is None:
         registry = load_registry_file(settings.agents) if settings.agents else AgentRegistry()
         return Registrations(source=lambda: registry)
@@ -108,11 +111,31 @@ async def serve(settings: Settings) -> None:
         opa_bin=settings.opa_bin,
         request_timeout=settings.opa_timeout_seconds,
     ) as policy:
-        agents = registrations(settings, policy)
+        api = api_client(settings.kubeconfig)
+        agents = registrations(settings, api, policy)
         audit = AuditLog(
             await open_store(settings.audit_dsn, lazy=not settings.audit_required),
             required=settings.audit_required,
         )
+        keys = KeyWatcher(settings.keys_dir) if settings.keys_dir else None
+        grants = tokens = None
+        if keys is not None:
+            grants = GrantIssuer(
+                keys,
+                settings.issuer,
+                settings.token_endpoint,
+                policy_revision=lambda: policy.revision,
+                on_mint=lambda _claims: metrics.grants_issued.inc(),
+            )
+        if keys is not None and api is not None:
+            tokens = TokenExchange(
+                keys,
+                settings.issuer,
+                KubernetesAuth(api),
+                agents.source,
+                token_endpoint=settings.token_endpoint,
+                on_event=TokenAuditor(audit, metrics),
+            )
         app = create_app(
             settings,
             policy=policy,
@@ -121,6 +144,9 @@ async def serve(settings: Settings) -> None:
             recorder=AuditRecorder(audit, metrics, lambda: policy.revision),
             claims=agents.claims,
             ready_checks=agents.ready_checks,
+            grants=grants,
+            keys=keys,
+            tokens=tokens,
         )
         config = uvicorn.Config(
             app,

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
 
     trust_domain: str = "cluster.local"
     issuer: str = "https://kube-intent.kube-intent.svc"
+    token_endpoint_url: str | None = None
+    # A directory (a mounted Secret) holding active.pem / next.pem / previous.pem; never env.
+    keys_dir: Path | None = None
 
     audit_db: str | None = None
     audit_required: bool = True
@@ -51,6 +54,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     graceful_shutdown_seconds: int = Field(default=15, ge=0)
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.token_endpoint_url or self.issuer.rstrip("/") + "/token"
 
     @property
     def audit_dsn(self) -> str:

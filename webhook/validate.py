@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from identity.binding import AGENT_LABEL
+from identity.grants import GRANT_ANNOTATION, grant_checks
 from webhook import admission
 from webhook.admission import AdmissionRequest
 from webhook.admit import admit, respond_denial
@@ -15,7 +16,6 @@ from webhook.intent import INTENT_ANNOTATION
 from webhook.mutate import INTENT_DIGEST_ANNOTATION, SPIFFE_ID_ANNOTATION, identity_annotations
 from webhook.policy import Violation
 
-GRANT_ANNOTATION = "kube-intent.io/grant"
 RULE_IMMUTABLE = "immutable-governed-fields"
 RULE_INTEGRITY = "mutation-integrity"
 
@@ -99,4 +99,19 @@ def respond(req: AdmissionRequest, info: RequestInfo, verdict: Verdict) -> dict[
 
 
 async def handle_validate(req: AdmissionRequest, services: Services) -> dict[str, Any]:
-    return await admit("validate", req, services, respond=respond, checks=checks)
+    def all_checks(req: AdmissionRequest, verdict: Verdict) -> list[Violation]:
+        found = checks(req, verdict)
+        # CREATE only: on UPDATE immutable_changes pins the grant; re-verifying it would refuse
+        # label edits on pods whose grant expired or whose signing key was retired.
+        if req.operation == "CREATE" and services.keys is not None:
+            settings = services.settings
+            found += grant_checks(
+                _annotations(req.object),
+                verdict,
+                services.keys(),
+                settings.issuer,
+                settings.token_endpoint,
+            )
+        return found
+
+    return await admit("validate", req, services, respond=respond, checks=all_checks)

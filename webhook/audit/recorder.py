@@ -7,6 +7,7 @@ final object), so each pod creation leaves one row. Dry-run requests leave none.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jwt
 
@@ -91,3 +92,45 @@ class AuditRecorder:
 
     async def healthy(self) -> bool:
         return self.log.counters().store_up
+
+
+class TokenAuditor:
+    """Every token issuance and refusal goes to the audit trail (and the metrics).
+
+    When audit is required and the store is down, `record` raises and the exchange withholds
+    the token: nothing is handed out that the trail does not show.
+    """
+
+    def __init__(self, log: AuditLog, metrics: Metrics) -> None:
+        self.log = log
+        self.metrics = metrics
+
+    async def __call__(self, result: str, details: dict[str, Any]) -> None:
+        self.metrics.token_exchanges.labels(result).inc()
+        refused = result != "issued"
+        violations = (
+            [
+                Violation(
+                    rule="token-exchange",
+                    message=f"{details.get('error')}: {details.get('reason')}",
+                )
+            ]
+            if refused
+            else []
+        )
+        scope = details.get("scope", details.get("requested_scope", ""))
+        await self.log.record(
+            AuditRecord(
+                kind="token",
+                uid=str(details.get("jti") or ""),
+                operation="TOKEN_EXCHANGE",
+                namespace=str(details.get("namespace", "")),
+                name=str(details.get("pod", "")),
+                agent=details.get("agent"),
+                service_account=str(details.get("service_account", "")),
+                allowed=not refused,
+                grant_jti=details.get("grant_jti"),
+                violations=violations,
+                message=f"audience={details.get('audience', '')} scope={scope}",
+            )
+        )

@@ -1,0 +1,88 @@
+"""The grant seam wired end to end through the app: mint on /mutate, verify on /validate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from identity.grants import GRANT_ANNOTATION, GrantIssuer
+from identity.keys import KeySet, generate_keys
+from tests.conftest import AppClient, example_pod, review
+from tests.identity.support import apply_patch
+from tests.webhook.test_webhook import patch_of, post, response_of
+
+ISSUER = "https://kube-intent.kube-intent.svc"
+
+
+@pytest.fixture
+def keyset(tmp_path: Path) -> KeySet:
+    generate_keys(tmp_path)
+    return KeySet.load(tmp_path)
+
+
+@pytest.fixture
+def client(make_client: AppClient, keyset: KeySet) -> httpx.AsyncClient:
+    grants = GrantIssuer(lambda: keyset, ISSUER, policy_revision=lambda: "rev")
+    return make_client(grants=grants, keys=lambda: keyset, issuer=ISSUER)
+
+
+async def test_allowed_pod_gets_a_grant_that_validate_accepts(client: httpx.AsyncClient) -> None:
+    pod = example_pod("allowed-vllm-llama")
+    async with client:
+        mutated = apply_patch(
+            pod, patch_of(response_of(await post(client, "/mutate", review(pod))))
+        )
+        assert GRANT_ANNOTATION in mutated["metadata"]["annotations"]
+        volumes = {v["name"] for v in mutated["spec"]["volumes"]}
+        assert {"kube-intent-token", "kube-intent-grant"} <= volumes
+        # Reinvocation keeps the grant: no second grant, no duplicate volumes.
+        again = response_of(await post(client, "/mutate", review(mutated)))
+        assert "patch" not in again
+        assert response_of(await post(client, "/validate", review(mutated)))["allowed"] is True
+
+
+async def test_validate_refuses_an_intent_edited_after_the_grant(client: httpx.AsyncClient) -> None:
+    pod = example_pod("allowed-vllm-llama")
+    async with client:
+        mutated = apply_patch(
+            pod, patch_of(response_of(await post(client, "/mutate", review(pod))))
+        )
+        # A later mutator (or the author through another path) widens the declared data classes.
+        intent = mutated["metadata"]["annotations"]["kube-intent.io/intent"]
+        mutated["metadata"]["annotations"]["kube-intent.io/intent"] = intent.replace(
+            "- internal", "- public\n- internal"
+        )
+        response = response_of(await post(client, "/validate", review(mutated)))
+    assert response["allowed"] is False
+    assert "[grant-integrity]" in response["status"]["message"]
+
+
+async def test_validate_refuses_a_gpu_pod_without_a_grant(client: httpx.AsyncClient) -> None:
+    async with client:
+        response = response_of(
+            await post(client, "/validate", review(example_pod("allowed-vllm-llama")))
+        )
+    assert response["allowed"] is False
+    assert "[grant-integrity]" in response["status"]["message"]
+
+
+async def test_jwks_and_discovery(client: httpx.AsyncClient, keyset: KeySet) -> None:
+    async with client:
+        jwks = (await client.get("/.well-known/jwks.json")).json()
+        discovery = (await client.get("/.well-known/openid-configuration")).json()
+    assert {k["kid"] for k in jwks["keys"]} == {k["kid"] for k in keyset.jwks()["keys"]}
+    assert all(k["alg"] == "ES256" and "d" not in k for k in jwks["keys"])
+    assert discovery["issuer"] == ISSUER
+    assert discovery["token_endpoint"] == f"{ISSUER}/token"
+    assert json.dumps(discovery).count("jwks.json") == 1
+
+
+async def test_token_endpoint_without_a_cluster_is_unavailable(client: httpx.AsyncClient) -> None:
+    async with client:
+        response = await client.post("/token", data={"grant_type": "x"})
+    assert response.status_code == 503
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert response.headers["cache-control"] == "no-store"
