@@ -108,6 +108,8 @@ async def admit(
                     verdict.allowed = False
 
         outcome = "allowed" if verdict.allowed else "denied"
+        if services.events is not None and not verdict.allowed:
+            services.events.denied(info, pod, verdict)
         return respond(req, info, verdict)
     finally:
         _observe(webhook, info, services, verdict, outcome, started)

@@ -24,8 +24,17 @@ from identity.keys import KeySet
 from identity.registry import AgentRegistry
 from webhook import admission
 from webhook.admission import AdmissionRequest, ReviewParseError, parse_review
+from webhook.audit.api import AccessReviewer, list_decisions
+from webhook.audit.store import AuditStore
 from webhook.decision import Decider
-from webhook.deps import ClaimLookup, DecisionRecorder, GrantMinter, Services, ServicesDep
+from webhook.deps import (
+    ClaimLookup,
+    DecisionRecorder,
+    EventSink,
+    GrantMinter,
+    Services,
+    ServicesDep,
+)
 from webhook.detect import AcceleratorDetector
 from webhook.metrics import Metrics
 from webhook.mutate import handle_mutate
@@ -89,6 +98,9 @@ def create_app(
     registry: Callable[[], AgentRegistry],
     metrics: Metrics | None = None,
     recorder: DecisionRecorder | None = None,
+    events: EventSink | None = None,
+    audit_store: AuditStore | None = None,
+    audit_access: AccessReviewer | None = None,
     claims: ClaimLookup | None = None,
     grants: GrantMinter | None = None,
     ready_checks: tuple[Callable[[], bool], ...] = (),
@@ -111,6 +123,9 @@ def create_app(
         policy=policy,
         metrics=metrics or Metrics(),
         recorder=recorder,
+        events=events,
+        audit_store=audit_store,
+        audit_access=audit_access,
         claims=claims,
         grants=grants,
         ready_checks=ready_checks,
@@ -166,6 +181,10 @@ def create_app(
             request.headers.get("content-type", ""), body
         )
         return JSONResponse(payload, status_code=status, headers=NO_STORE_HEADERS)
+
+    @app.get("/audit/decisions")
+    async def audit_decisions(request: Request, services: ServicesDep) -> Response:
+        return await list_decisions(request, services.audit_store, services.audit_access)
 
     @app.get("/metrics")
     async def metrics_route(services: ServicesDep) -> Response:

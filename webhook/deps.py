@@ -10,6 +10,8 @@ from fastapi import Depends, Request
 
 from identity.exchange import TokenExchange
 from identity.keys import KeySet
+from webhook.audit.api import AccessReviewer
+from webhook.audit.store import AuditStore
 from webhook.decision import Decider, RequestInfo, Verdict
 from webhook.detect import ClaimResolver
 from webhook.metrics import Metrics
@@ -33,6 +35,12 @@ class ClaimLookup(Protocol):
     async def resolver_for(self, namespace: str, pod: dict[str, Any]) -> ClaimResolver | None: ...
 
 
+class EventSink(Protocol):
+    """Best-effort denial Events; must return at once (it only enqueues)."""
+
+    def denied(self, request: RequestInfo, pod: dict[str, Any], verdict: Verdict) -> None: ...
+
+
 class GrantMinter(Protocol):
     """Seam for the identity issue: JSONPatch operations that attach a grant to an allowed pod."""
 
@@ -48,6 +56,9 @@ class Services:
     policy: PolicyEngine
     metrics: Metrics
     recorder: DecisionRecorder | None = None
+    events: EventSink | None = None
+    audit_store: AuditStore | None = None
+    audit_access: AccessReviewer | None = None
     claims: ClaimLookup | None = None
     grants: GrantMinter | None = None
     keys: Callable[[], KeySet] | None = None

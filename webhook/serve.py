@@ -22,8 +22,10 @@ from identity.registry import AgentRegistry, load_registry_file
 from identity.watch import AgentWatcher
 from webhook.app import create_app
 from webhook.audit import AuditLog, open_store
+from webhook.audit.api import AccessReviewer
 from webhook.audit.recorder import AuditRecorder, TokenAuditor
 from webhook.claims import KubeClaimLookup
+from webhook.events import DenialEvents
 from webhook.kube import api_client
 from webhook.metrics import Metrics
 from webhook.opa_process import policy_engine
@@ -117,6 +119,7 @@ async def serve(settings: Settings) -> None:
             await open_store(settings.audit_dsn, lazy=not settings.audit_required),
             required=settings.audit_required,
         )
+        events = DenialEvents(api) if api is not None else None
         keys = KeyWatcher(settings.keys_dir) if settings.keys_dir else None
         grants = tokens = None
         if keys is not None:
@@ -147,6 +150,9 @@ async def serve(settings: Settings) -> None:
             grants=grants,
             keys=keys,
             tokens=tokens,
+            events=events,
+            audit_store=audit.store,
+            audit_access=AccessReviewer(api) if api is not None else None,
         )
         config = uvicorn.Config(
             app,
@@ -165,6 +171,8 @@ async def serve(settings: Settings) -> None:
         background = [reloader.run(), sync_agents(policy, agents.source)]
         if agents.watcher is not None:
             background.append(agents.watcher.run())
+        if events is not None:
+            background.append(events.run())
         tasks = [asyncio.create_task(job) for job in background]
         log.info(
             "serving on https://%s:%s (policies %s, OPA %s, revision %s)",

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 import click
@@ -24,29 +23,19 @@ from webhook.audit.export import (
 )
 from webhook.audit.record import StoredRecord
 from webhook.audit.store import AuditFilter, AuditStore, Order, open_store
+from webhook.audit.store import parse_when as store_parse_when
 from webhook.audit.verify import verify_store
 from webhook.settings import Settings
 
 T = TypeVar("T")
-_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-ERR_TIME = "{value!r} is neither a duration (30m, 12h, 7d) nor an ISO 8601 time"
 PAGE = 500
 
 
-def parse_when(value: str | None, now: datetime | None = None) -> datetime | None:
-    """`7d` means seven days ago; anything else must be an ISO 8601 time (UTC if naive)."""
-    if value is None:
-        return None
-    match = _RELATIVE.fullmatch(value)
-    if match:
-        amount, unit = match.groups()
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: int(amount)})
+def parse_when(value: str | None) -> datetime | None:
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(ERR_TIME.format(value=value)) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return store_parse_when(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def default_db() -> str:

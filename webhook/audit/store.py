@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -162,3 +162,23 @@ async def open_store(db: str, *, create: bool = True, lazy: bool = False) -> Aud
         raise ValueError(f"expected sqlite:///relative.db or sqlite:////absolute.db, got {db!r}")
     path = db.removeprefix("sqlite:///")
     return await SQLiteStore.open(path, create=create)
+
+
+_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+ERR_TIME = "{value!r} is neither a duration (30m, 12h, 7d) nor an ISO 8601 time"
+
+
+def parse_when(value: str | None, now: datetime | None = None) -> datetime | None:
+    """`7d` means seven days ago; anything else must be an ISO 8601 time (UTC if naive)."""
+    if value is None:
+        return None
+    match = _RELATIVE.fullmatch(value)
+    if match:
+        amount, unit = match.groups()
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(ERR_TIME.format(value=value)) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

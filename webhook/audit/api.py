@@ -1,0 +1,136 @@
+"""GET /audit/decisions: the audit trail over HTTP, authorised by the cluster's RBAC.
+
+The kube-rbac-proxy pattern: the caller's bearer token is checked with a TokenReview, then a
+SubjectAccessReview asks whether that user may `get` `decisions.audit.kube-intent.io`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from kubernetes import client
+
+from webhook.audit.export import record_to_json
+from webhook.audit.store import AuditFilter, AuditStore, parse_when
+
+log = logging.getLogger("kube_intent.audit.api")
+
+AUDIT_GROUP = "audit.kube-intent.io"
+AUDIT_RESOURCE = "decisions"
+ERR_NO_TOKEN = "a bearer token is required"  # noqa: S105 - a message, not a secret
+ERR_BAD_TOKEN = "the bearer token is not valid"  # noqa: S105
+ERR_FORBIDDEN = 'user "{user}" may not get decisions.audit.kube-intent.io (ask for an RBAC role)'
+ERR_NO_CLUSTER = "the audit API needs a cluster to authorise callers; use `kube-intent audit list`"
+ERR_REVIEW = "cannot check the caller's access with the API server; retry shortly"
+ERR_QUERY = "bad query: {detail}"
+REQUEST_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class AccessDecision:
+    status: int  # 200, 401 or 403
+    message: str = ""
+
+
+class AccessReviewer:
+    def __init__(self, api: client.ApiClient) -> None:
+        self._authn = client.AuthenticationV1Api(api)
+        self._authz = client.AuthorizationV1Api(api)
+
+    async def review(self, authorization: str | None) -> AccessDecision:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return AccessDecision(401, ERR_NO_TOKEN)
+        user = await asyncio.to_thread(self._authenticate, token.strip())
+        if user is None:
+            return AccessDecision(401, ERR_BAD_TOKEN)
+        if not await asyncio.to_thread(self._authorize, user):
+            return AccessDecision(403, ERR_FORBIDDEN.format(user=user.get("username", "")))
+        return AccessDecision(200)
+
+    def _authenticate(self, token: str) -> dict[str, Any] | None:
+        body: Any = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        }
+        review = self._authn.create_token_review(body, _request_timeout=REQUEST_TIMEOUT_SECONDS)
+        status = review.status
+        if status is None or not status.authenticated or status.user is None:
+            return None
+        user = status.user
+        return {
+            "username": user.username,
+            "uid": user.uid,
+            "groups": user.groups,
+            "extra": user.extra,
+        }
+
+    def _authorize(self, user: dict[str, Any]) -> bool:
+        body: Any = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user["username"],
+                "uid": user["uid"],
+                "groups": user["groups"] or [],
+                "extra": user["extra"] or {},
+                "resourceAttributes": {
+                    "group": AUDIT_GROUP,
+                    "resource": AUDIT_RESOURCE,
+                    "verb": "get",
+                },
+            },
+        }
+        review = self._authz.create_subject_access_review(
+            body, _request_timeout=REQUEST_TIMEOUT_SECONDS
+        )
+        return bool(review.status and review.status.allowed)
+
+
+def _filter(params: dict[str, str]) -> AuditFilter:
+    decision = params.get("decision")
+    if decision not in (None, "allowed", "denied"):
+        raise ValueError("decision must be allowed or denied")
+    return AuditFilter(
+        allowed=None if decision is None else decision == "allowed",
+        since=parse_when(params.get("since")),
+        until=parse_when(params.get("until")),
+        namespace=params.get("namespace"),
+        agent=params.get("agent"),
+        user=params.get("user"),
+        rule=params.get("rule"),
+    )
+
+
+async def list_decisions(
+    request: Request, store: AuditStore | None, access: AccessReviewer | None
+) -> JSONResponse:
+    """Filters as `kube-intent audit list`; `cursor` and `limit` page through, newest first."""
+    if store is None or access is None:
+        return JSONResponse({"error": ERR_NO_CLUSTER}, status_code=404)
+    try:
+        decision = await access.review(request.headers.get("authorization"))
+    except Exception as exc:  # the API server is unreachable: neither allow nor blame the caller
+        log.warning("audit API access review failed: %s", exc)
+        return JSONResponse({"error": ERR_REVIEW}, status_code=503)
+    if decision.status != 200:
+        headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else None
+        return JSONResponse(
+            {"error": decision.message}, status_code=decision.status, headers=headers
+        )
+    params = dict(request.query_params)
+    try:
+        page = await store.query(
+            _filter(params), params.get("cursor"), int(params.get("limit", "100"))
+        )
+    except ValueError as exc:
+        return JSONResponse({"error": ERR_QUERY.format(detail=exc)}, status_code=400)
+    return JSONResponse(
+        {"items": [record_to_json(r) for r in page.records], "nextCursor": page.next_cursor}
+    )
