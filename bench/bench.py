@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import re
+import shutil
 import signal
 import ssl
 import statistics
@@ -35,6 +38,52 @@ from webhook.review import pods_in  # noqa: E402
 from webhook.settings import BUNDLED_POLICIES  # noqa: E402
 
 Request = Callable[[], Awaitable[httpx.Response]]
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open(os.getenv("BENCH_BODY"), "rb")
+wrk.body = f:read("*a")
+f:close()
+"""
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def run_wrk(name: str, url: str, body: bytes, concurrency: int, seconds: float) -> None:
+    """wrk (C, epoll) as the load generator: the Python client would compete for the 2 cores."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script, payload = Path(tmp) / "post.lua", Path(tmp) / "body.json"
+        script.write_text(WRK_SCRIPT)
+        payload.write_bytes(body)
+        out = subprocess.run(
+            [
+                "wrk",
+                "--latency",
+                "-t",
+                "1",
+                "-c",
+                str(concurrency),
+                "-d",
+                f"{seconds:.0f}s",
+                "-s",
+                str(script),
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "BENCH_BODY": str(payload)},
+        ).stdout
+    quantiles = {
+        m.group(1): float(m.group(2)) * _UNITS[m.group(3)]
+        for m in re.finditer(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE)
+    }
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    print(
+        f"{name:<22} {rps:>8.0f} req/s   p50 {quantiles['50']:6.2f} ms   "
+        f"p90 {quantiles['90']:6.2f} ms   p99 {quantiles['99']:6.2f} ms   "
+        f"errors {errors.group(1) if errors else 0}"
+    )
 
 
 async def drive(name: str, send: Request, concurrency: int, seconds: float) -> None:
@@ -82,6 +131,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--driver", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python"
+    )
     args = parser.parse_args()
 
     opa = OpaProcess(find_opa(), BUNDLED_POLICIES)
@@ -136,9 +188,28 @@ async def main() -> None:
             body = review(pod)
             opa_body = {"input": await policy_input(engine, pod)}
             print(
-                f"# {os.cpu_count()} cores, concurrency {args.concurrency}, {args.seconds:.0f} s each, "
-                "allowed GPU pod (examples/pods/allowed-vllm-llama.yaml)"
+                f"# {os.cpu_count()} cores, {args.driver}, concurrency {args.concurrency}, "
+                f"{args.seconds:.0f} s each, allowed GPU pod (examples/pods/allowed-vllm-llama.yaml)"
             )
+            if args.driver == "wrk":
+                webhook_url = f"https://127.0.0.1:{port}"
+                review_bytes = json.dumps(body).encode()
+                for path in ("/mutate", "/validate"):
+                    run_wrk(
+                        f"webhook {path}",
+                        webhook_url + path,
+                        review_bytes,
+                        args.concurrency,
+                        args.seconds,
+                    )
+                run_wrk(
+                    "OPA direct (floor)",
+                    f"{opa.url}/v1/data/kube_intent/admission/decision",
+                    json.dumps(opa_body).encode(),
+                    args.concurrency,
+                    args.seconds,
+                )
+                return
             await drive(
                 "webhook /mutate",
                 lambda: client.post("/mutate", json=body),

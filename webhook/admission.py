@@ -105,6 +105,14 @@ def parse_review(body: bytes) -> AdmissionRequest:
     return review.request
 
 
+# The API server truncates longer warnings; cutting them ourselves keeps the rule id readable.
+MAX_WARNING = 256
+
+
+def _warnings(warnings: list[str]) -> list[str]:
+    return [w if len(w) <= MAX_WARNING else w[: MAX_WARNING - 1] + "…" for w in warnings]
+
+
 def _review(response: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": KIND, "response": response}
 
@@ -122,7 +130,7 @@ def allow(
             json.dumps(patch, separators=(",", ":")).encode()
         ).decode()
     if warnings:
-        response["warnings"] = warnings
+        response["warnings"] = _warnings(warnings)
     return _review(response)
 
 
@@ -140,5 +148,5 @@ def deny(
         "status": {"code": code, "reason": reason, "message": message},
     }
     if warnings:
-        response["warnings"] = warnings
+        response["warnings"] = _warnings(warnings)
     return _review(response)

@@ -67,7 +67,8 @@ class Services:
     ready_checks: tuple[Callable[[], bool], ...] = ()
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs sync dependencies in a thread pool, a hop per request.
     services: Services = request.app.state.services
     return services
 

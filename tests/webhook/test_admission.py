@@ -64,3 +64,11 @@ def test_parse_errors_are_actionable(body: bytes, message: str, uid: str | None)
         parse_review(body)
     assert message in caught.value.message
     assert caught.value.uid == uid
+
+
+def test_long_warnings_are_cut_to_what_the_api_server_keeps() -> None:
+    warnings = allow("u", warnings=["[rule] " + "x" * 400, "short"])["response"]["warnings"]
+    assert (
+        len(warnings[0]) == 256 and warnings[0].startswith("[rule] ") and warnings[0].endswith("…")
+    )
+    assert warnings[1] == "short"
