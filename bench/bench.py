@@ -123,7 +123,8 @@ async def policy_input(opa: OpaPolicyEngine, pod: dict[str, Any]) -> dict[str, A
     )
     [item] = list(pods_in("bench", pod, "default"))
     verdict = await decider.decide(item.request, pod, decider.detect(pod, item.namespace))
-    assert verdict.policy_input is not None and verdict.allowed
+    assert verdict.policy_input is not None
+    assert verdict.allowed
     return verdict.policy_input
 
 
@@ -140,7 +141,7 @@ async def main() -> None:
     await opa.start()
     state = Path(tempfile.mkdtemp(prefix="kube-intent-bench-"))
     port = free_port()
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
         [
             sys.executable,
             "-m",
@@ -189,7 +190,7 @@ async def main() -> None:
             opa_body = {"input": await policy_input(engine, pod)}
             print(
                 f"# {os.cpu_count()} cores, {args.driver}, concurrency {args.concurrency}, "
-                f"{args.seconds:.0f} s each, allowed GPU pod (examples/pods/allowed-vllm-llama.yaml)"
+                f"{args.seconds:.0f} s each, examples/pods/allowed-vllm-llama.yaml"
             )
             if args.driver == "wrk":
                 webhook_url = f"https://127.0.0.1:{port}"

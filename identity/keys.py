@@ -1,6 +1,7 @@
 """ES256 signing keys: the key directory, RFC 7638 key ids, the JWKS, rotation and reloading.
 
-The directory is a mounted Secret in the chart and holds PKCS8 PEM files:
+The directory is a mounted Secret in the chart and holds PEM files (PKCS8, or SEC1 as Helm's
+`genPrivateKey "ecdsa"` writes them):
 
 - `active.pem`   signs every grant and access token;
 - `next.pem`     is published in the JWKS before it signs, so verifiers that cache the JWKS

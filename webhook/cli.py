@@ -23,7 +23,7 @@ from webhook.opa_process import find_opa, policy_engine
 from webhook.policy import PolicyUnavailable
 from webhook.replay import ReplayReport, replay
 from webhook.review import ReviewInputError, render_json, render_text, review_files
-from webhook.settings import BUNDLED_POLICIES, Settings
+from webhook.settings import Settings
 
 EXIT_DENIED = 1
 EXIT_BAD_INPUT = 2
@@ -198,7 +198,7 @@ def policy() -> None:
 @click.option("--verbose", "-v", is_flag=True)
 def policy_test(directory: Path | None, opa_bin: str | None, verbose: bool) -> None:
     """Check (strict) and unit-test a policy directory with the real OPA."""
-    target = str(directory or BUNDLED_POLICIES)
+    target = str(directory or Settings().policies)
     try:
         opa = find_opa(opa_bin)
     except FileNotFoundError as exc:

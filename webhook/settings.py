@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     keys_dir: Path | None = None
 
     audit_db: str | None = None
+    # A file holding the DSN (a mounted Secret): a password never sits in an env variable.
+    audit_db_file: Path | None = None
     audit_required: bool = True
 
     # None keeps each rule's own enforcement; a value overrides every rule (staged rollouts).
@@ -61,4 +63,6 @@ class Settings(BaseSettings):
 
     @property
     def audit_dsn(self) -> str:
+        if self.audit_db_file is not None:
+            return self.audit_db_file.read_text(encoding="utf-8").strip()
         return self.audit_db or str(self.state_dir / "audit.db")

@@ -11,16 +11,19 @@ from webhook.admission import ReviewParseError, allow, deny, parse_review
 def test_allow_with_patch_is_base64_jsonpatch_and_keeps_uid() -> None:
     patch = [{"op": "add", "path": "/metadata/annotations/a", "value": "b"}]
     review = allow("uid-1", patch=patch, warnings=["careful"])
-    assert review["apiVersion"] == "admission.k8s.io/v1" and review["kind"] == "AdmissionReview"
+    assert review["apiVersion"] == "admission.k8s.io/v1"
+    assert review["kind"] == "AdmissionReview"
     response = review["response"]
-    assert response["uid"] == "uid-1" and response["allowed"] is True
+    assert response["uid"] == "uid-1"
+    assert response["allowed"] is True
     assert response["patchType"] == "JSONPatch"
     assert json.loads(base64.b64decode(response["patch"])) == patch
     assert response["warnings"] == ["careful"]
 
 
 def test_allow_without_patch_has_no_patch_fields() -> None:
-    assert "patch" not in allow("u")["response"] and "patchType" not in allow("u")["response"]
+    assert "patch" not in allow("u")["response"]
+    assert "patchType" not in allow("u")["response"]
 
 
 def test_deny_carries_status_code_and_message() -> None:
@@ -68,7 +71,7 @@ def test_parse_errors_are_actionable(body: bytes, message: str, uid: str | None)
 
 def test_long_warnings_are_cut_to_what_the_api_server_keeps() -> None:
     warnings = allow("u", warnings=["[rule] " + "x" * 400, "short"])["response"]["warnings"]
-    assert (
-        len(warnings[0]) == 256 and warnings[0].startswith("[rule] ") and warnings[0].endswith("…")
-    )
+    assert len(warnings[0]) == 256
+    assert warnings[0].startswith("[rule] ")
+    assert warnings[0].endswith("…")
     assert warnings[1] == "short"

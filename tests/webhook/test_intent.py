@@ -33,7 +33,9 @@ def test_json_and_yaml_parse_to_the_same_document_and_digest(raw: str) -> None:
 
 def test_absent_annotation_is_not_present() -> None:
     parsed = parse_intent(None)
-    assert not parsed.present and not parsed.valid and parsed.to_input() is None
+    assert not parsed.present
+    assert not parsed.valid
+    assert parsed.to_input() is None
 
 
 def test_digest_is_canonical_over_key_order_and_whitespace() -> None:
@@ -55,7 +57,8 @@ def test_every_schema_problem_is_reported_at_once_with_its_path() -> None:
         }
     )
     parsed = parse_intent(raw)
-    assert not parsed.valid and parsed.digest is None
+    assert not parsed.valid
+    assert parsed.digest is None
     paths = {p.path for p in parsed.problems}
     assert paths == {
         "intent",  # additional property
@@ -80,7 +83,8 @@ def test_every_schema_problem_is_reported_at_once_with_its_path() -> None:
 )
 def test_unreadable_intents_get_one_clear_problem(raw: str, expected: str) -> None:
     parsed = parse_intent(raw)
-    assert parsed.present and not parsed.valid
+    assert parsed.present
+    assert not parsed.valid
     assert len(parsed.problems) == 1
     assert expected in parsed.problems[0].message
 

@@ -55,9 +55,12 @@ def test_examples_show_the_whole_story(
     [result] = example_results[example]
     assert set(result) >= {"source", "kind", "name", "gpu", "accelerators", "allowed", "violations"}
     if example.startswith("passthrough-"):
-        assert result["gpu"] is False and result["allowed"] is True and result["violations"] == []
+        assert result["gpu"] is False
+        assert result["allowed"] is True
+        assert result["violations"] == []
     elif example.startswith("allowed-"):
-        assert result["gpu"] is True and result["allowed"] is True
+        assert result["gpu"] is True
+        assert result["allowed"] is True
         assert all(v["enforcement"] != "deny" for v in result["violations"])
     else:
         rule = example.removeprefix("denied-")
@@ -135,7 +138,8 @@ def test_text_output_names_rule_and_message(opa_bin: str) -> None:
     result = run_review(EXAMPLES / "pods" / "denied-model-allowed.yaml", opa_bin=opa_bin)
     assert result.returncode == 1
     assert "DENY  Pod ml-serving/unapproved-model" in result.stdout
-    assert "[model-allowed]" in result.stdout and "deepseek-ai/DeepSeek-R1" in result.stdout
+    assert "[model-allowed]" in result.stdout
+    assert "deepseek-ai/DeepSeek-R1" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -155,9 +159,11 @@ def test_bad_input_exits_2(opa_bin: str, tmp_path: Path, content: str, message: 
     path.write_text(content)
     result = run_review(path, opa_bin=opa_bin)
     assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_missing_file_exits_2(opa_bin: str, tmp_path: Path) -> None:
     result = run_review(tmp_path / "nope.yaml", opa_bin=opa_bin)
-    assert result.returncode == 2 and "cannot read" in result.stderr
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr

@@ -79,7 +79,8 @@ async def test_mutation_adds_identity_and_digest_and_is_idempotent(make_client: 
         assert annotations["kube-intent.io/intent-digest"].startswith("sha256:")
         # Reinvocation (reinvocationPolicy: IfNeeded) sees its own output and changes nothing.
         again = response_of(await post(client, "/mutate", review(mutated)))
-        assert again["allowed"] is True and "patch" not in again
+        assert again["allowed"] is True
+        assert "patch" not in again
         final = response_of(await post(client, "/validate", review(mutated)))
         assert final["allowed"] is True
 

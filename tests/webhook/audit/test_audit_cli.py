@@ -98,7 +98,8 @@ def test_list_filters(trail: Path, args: tuple[str, ...], names: list[str]) -> N
 def test_table_and_csv_outputs(trail: Path) -> None:
     table = cli("audit", "list", "--db", trail, "--denied")
     assert table.returncode == 0
-    assert "unapproved-model" in table.stdout and "model-allowed" in table.stdout
+    assert "unapproved-model" in table.stdout
+    assert "model-allowed" in table.stdout
     rows = list(
         csv.DictReader(io.StringIO(cli("audit", "list", "--db", trail, "-o", "csv").stdout))
     )
@@ -115,7 +116,8 @@ def test_show_has_the_intent_and_every_violation(trail: Path) -> None:
 
 def test_show_unknown_id_is_an_error(trail: Path) -> None:
     result = cli("audit", "show", "999", "--db", trail)
-    assert result.returncode == 1 and "no decision with id 999" in result.stderr
+    assert result.returncode == 1
+    assert "no decision with id 999" in result.stderr
 
 
 def test_stats_count_denials_by_rule(trail: Path) -> None:
@@ -133,7 +135,8 @@ def test_export_is_jsonl_in_chain_order(trail: Path) -> None:
 
 def test_verify_passes_then_catches_an_edited_row(trail: Path) -> None:
     ok = cli("audit", "verify", "--db", trail)
-    assert ok.returncode == 0 and f"ok: {len(SEQUENCE)} decisions" in ok.stdout
+    assert ok.returncode == 0
+    assert f"ok: {len(SEQUENCE)} decisions" in ok.stdout
     with contextlib.closing(sqlite3.connect(trail, isolation_level=None)) as conn:
         conn.execute("DROP TRIGGER IF EXISTS audit_record_no_update")
         conn.execute("UPDATE audit_record SET allowed = 1 WHERE seq = 2")
@@ -144,7 +147,8 @@ def test_verify_passes_then_catches_an_edited_row(trail: Path) -> None:
 
 def test_missing_database_is_not_created(tmp_path: Path) -> None:
     result = cli("audit", "list", "--db", tmp_path / "typo.db")
-    assert result.returncode == 1 and "cannot open audit store" in result.stderr
+    assert result.returncode == 1
+    assert "cannot open audit store" in result.stderr
     assert not (tmp_path / "typo.db").exists()
 
 

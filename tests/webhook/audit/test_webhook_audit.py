@@ -47,16 +47,21 @@ async def test_a_denial_is_recorded_with_every_field(
     assert row.groups == ["system:serviceaccounts"]
     assert (row.agent, row.service_account) == ("support-bot", "support-bot")
     assert row.spiffe_id == "spiffe://cluster.local/ns/ml-serving/sa/support-bot"
-    assert row.intent is not None and row.intent["models"] == ["deepseek-ai/DeepSeek-R1"]
-    assert row.intent_digest is not None and row.intent_digest.startswith("sha256:")
-    assert row.accelerators.total == 1 and row.accelerators.resources == {"nvidia.com/gpu": 1}
+    assert row.intent is not None
+    assert row.intent["models"] == ["deepseek-ai/DeepSeek-R1"]
+    assert row.intent_digest is not None
+    assert row.intent_digest.startswith("sha256:")
+    assert row.accelerators.total == 1
+    assert row.accelerators.resources == {"nvidia.com/gpu": 1}
     assert row.allowed is False
     assert [(v.rule, v.enforcement) for v in row.violations if v.enforcement == "deny"] == [
         ("model-allowed", "deny")
     ]
-    assert row.policy_revision == opa.revision and len(row.policy_revision) == 12
+    assert row.policy_revision == opa.revision
+    assert len(row.policy_revision) == 12
     assert row.latency_ms > 0
-    assert row.input is not None and row.input["identity"]["agent"] == "support-bot"
+    assert row.input is not None
+    assert row.input["identity"]["agent"] == "support-bot"
     assert "[model-allowed]" in row.message
     assert (await verify_store(sqlite_log.store)).ok
 
@@ -79,7 +84,8 @@ async def test_one_row_per_pod_creation_and_none_on_dry_run(
             "allowed"
         ]
     [row] = await rows(sqlite_log)
-    assert row.allowed and row.name == "support-bot-llama"
+    assert row.allowed
+    assert row.name == "support-bot-llama"
 
 
 @pytest.mark.parametrize("required", [True, False], ids=["required", "not-required"])

@@ -1,0 +1,264 @@
+# kube-intent admission library
+#
+# Normalised, always-defined views of the policy input and of the operator's
+# configuration (data.kube_intent.config). Rules read these instead of `input`
+# so that a missing or mistyped field never makes a rule silently undefined
+# (which, for a deny rule, would fail open).
+package kube_intent.admission
+
+agent_label := "kube-intent.io/agent"
+
+intent_annotation := "kube-intent.io/intent"
+
+enforcement_levels := {"deny", "warn", "dryrun"}
+
+# ---------------------------------------------------------------------------
+# Configuration: data.kube_intent.config over built-in, fail-closed defaults.
+# The merge is shallow on purpose: an operator's data_class_levels replaces the
+# default table instead of being merged into it.
+# ---------------------------------------------------------------------------
+
+default_config := {
+	"allowed_registries": [],
+	"data_class_levels": {"public": 0, "internal": 1, "confidential": 2, "restricted": 3},
+	"max_grant_ttl_seconds": 3600,
+	"default_grant_ttl_seconds": 900,
+	"justification_min_level": 2,
+	"enforcement": {},
+}
+
+default _config_data := {}
+
+_config_data := data.kube_intent.config if is_object(data.kube_intent.config)
+
+config := {key: value |
+	some key, fallback in default_config
+	value := object.get(_config_data, key, fallback)
+}
+
+# Allowed registry prefixes, each forced to end in "/" so that "nvcr.io" can
+# never admit "nvcr.io.attacker.example/...".
+allowed_registries := [_with_trailing_slash(prefix) |
+	some prefix in config.allowed_registries
+	is_string(prefix)
+	prefix != ""
+]
+
+_with_trailing_slash(prefix) := prefix if endswith(prefix, "/")
+
+_with_trailing_slash(prefix) := concat("", [prefix, "/"]) if not endswith(prefix, "/")
+
+data_class_levels := {class: level |
+	some class, level in config.data_class_levels
+	is_number(level)
+}
+
+# ---------------------------------------------------------------------------
+# Input views.
+# ---------------------------------------------------------------------------
+
+default pod := {}
+
+pod := input.pod if is_object(input.pod)
+
+default pod_spec := {}
+
+pod_spec := pod.spec if is_object(pod.spec)
+
+default identity := {}
+
+identity := input.identity if is_object(input.identity)
+
+# The parsed intent, or null when the pod has no kube-intent.io/intent annotation.
+default intent := null
+
+intent := input.intent if is_object(input.intent)
+
+has_intent if is_object(intent)
+
+# A list-valued intent field ([] when absent or not a list).
+intent_list(key) := value if {
+	value := intent[key]
+	is_array(value)
+} else := []
+
+# The agent named by the pod (identity.agent, else the label itself), or null.
+default agent := null
+
+agent := identity.agent if {
+	is_string(identity.agent)
+	identity.agent != ""
+} else := label if {
+	label := pod.metadata.labels[agent_label]
+	is_string(label)
+	label != ""
+}
+
+# The namespace the pod is admitted into (from the admission request).
+default namespace := ""
+
+# For messages: `namespace "team-a"`, or a description when unknown.
+namespace_text := sprintf("namespace %q", [namespace]) if {
+	namespace != ""
+} else := "the pod's namespace"
+
+namespace := identity.namespace if {
+	is_string(identity.namespace)
+	identity.namespace != ""
+} else := input.request.namespace if {
+	is_string(input.request.namespace)
+	input.request.namespace != ""
+} else := pod.metadata.namespace if {
+	is_string(pod.metadata.namespace)
+	pod.metadata.namespace != ""
+}
+
+default service_account := "default"
+
+service_account := identity.serviceAccount if {
+	is_string(identity.serviceAccount)
+	identity.serviceAccount != ""
+} else := pod_spec.serviceAccountName if {
+	is_string(pod_spec.serviceAccountName)
+	pod_spec.serviceAccountName != ""
+}
+
+# The agent's registration, only if it really is the Agent named by the pod in
+# the pod's namespace. Undefined otherwise: per-registration rules then stay
+# quiet and agent-registered alone explains the denial.
+registration := reg if {
+	reg := identity.registration
+	is_object(reg)
+	is_string(agent)
+	object.get(reg, "name", agent) == agent
+	object.get(reg, "namespace", namespace) == namespace
+}
+
+has_registration if is_object(registration)
+
+# A list-valued registration field ([] when absent or not a list).
+registration_list(key) := value if {
+	value := registration[key]
+	is_array(value)
+} else := []
+
+registration_accelerators := value if {
+	value := registration.accelerators
+	is_object(value)
+} else := {}
+
+# Names of Agents registered in the pod's namespace (from data.kube_intent.agents,
+# synced by the webhook); used only to make messages actionable.
+agents_in_namespace := sort([name |
+	some name, _ in data.kube_intent.agents[namespace]
+])
+
+# ---------------------------------------------------------------------------
+# Workload: accelerators the pod uses.
+# ---------------------------------------------------------------------------
+
+workload_accelerators := [use |
+	some use in input.workload.accelerators
+	is_object(use)
+]
+
+accelerator_claims := [claim |
+	some claim in input.workload.claims
+	is_object(claim)
+	claim.accelerator == true
+]
+
+workload_total := input.workload.total if {
+	is_number(input.workload.total)
+} else := sum([_count(use) | some use in workload_accelerators]) + sum([_count(claim) | some claim in accelerator_claims])
+
+_count(item) := item.count if {
+	is_number(item.count)
+} else := 0
+
+# "vllm: nvidia.com/gpu=2, claim gpus: gpu.nvidia.com=1" (ASCII only: messages
+# may end up in HTTP Warning headers)
+workload_summary := "no accelerators" if {
+	count(workload_accelerators) + count(accelerator_claims) == 0
+} else := concat(", ", array.concat(
+	[sprintf("%s: %s=%v", [object.get(use, "container", "?"), object.get(use, "resource", "?"), _count(use)]) |
+		some use in workload_accelerators
+	],
+	[sprintf("claim %s: %s=%v", [object.get(claim, "name", "?"), concat("|", _claim_classes(claim)), _count(claim)]) |
+		some claim in accelerator_claims
+	],
+))
+
+_claim_classes(claim) := [c | some c in claim.deviceClasses; is_string(c)]
+
+# Pod-spec key for a workload.accelerators[].containerType.
+container_list_key := {
+	"container": "containers",
+	"initContainer": "initContainers",
+	"ephemeralContainer": "ephemeralContainers",
+}
+
+# JSON path of the container that owns an accelerator use, e.g. spec.containers[1].
+container_path(use) := sprintf("spec.%s[%d]", [key, indices[0]]) if {
+	key := object.get(container_list_key, object.get(use, "containerType", "container"), "containers")
+	indices := [i | some i, c in pod_spec[key]; c.name == use.container]
+	count(indices) > 0
+} else := sprintf("spec.containers[name=%v]", [object.get(use, "container", "?")])
+
+# JSON path of a pod-level resource claim, e.g. spec.resourceClaims[0].
+claim_path(claim) := sprintf("spec.resourceClaims[%d]", [indices[0]]) if {
+	indices := [i | some i, c in pod_spec.resourceClaims; c.name == claim.name]
+	count(indices) > 0
+} else := sprintf("spec.resourceClaims[name=%v]", [object.get(claim, "name", "?")])
+
+# ---------------------------------------------------------------------------
+# Images.
+# ---------------------------------------------------------------------------
+
+# Every container of every kind, with the path of its image field.
+pod_images contains {"path": sprintf("spec.%s[%d].image", [key, i]), "container": c, "image": object.get(c, "image", null)} if {
+	some key in ["containers", "initContainers", "ephemeralContainers"]
+	some i, c in pod_spec[key]
+}
+
+# Normalise an image reference the way Docker does: the first path component is
+# a registry host only if it contains "." or ":", is "localhost", or has upper
+# case; otherwise the image is on docker.io, and single-component names live
+# under docker.io/library/. "index.docker.io" is docker.io. Hosts are lower-cased.
+normalize_image(image) := concat("/", [domain, _docker_library(domain, remainder)]) if {
+	[raw_domain, remainder] := _split_domain(image)
+	domain := _canonical_domain(lower(raw_domain))
+}
+
+_split_domain(image) := [substring(image, 0, i), substring(image, i + 1, -1)] if {
+	i := indexof(image, "/")
+	i > 0
+	_registry_host(substring(image, 0, i))
+} else := ["docker.io", image]
+
+_registry_host(component) if contains(component, ".")
+
+_registry_host(component) if contains(component, ":")
+
+_registry_host("localhost")
+
+_registry_host(component) if lower(component) != component
+
+_canonical_domain("index.docker.io") := "docker.io"
+
+_canonical_domain(domain) := domain if domain != "index.docker.io"
+
+_docker_library("docker.io", remainder) := concat("/", ["library", remainder]) if not contains(remainder, "/")
+
+_docker_library(domain, remainder) := remainder if domain != "docker.io"
+
+_docker_library("docker.io", remainder) := remainder if contains(remainder, "/")
+
+# ---------------------------------------------------------------------------
+# Message helpers.
+# ---------------------------------------------------------------------------
+
+# ["a", "b"] -> "[a, b]"; [] -> "[] (none)"
+fmt_list(items) := "[] (none)" if {
+	count(items) == 0
+} else := sprintf("[%s]", [concat(", ", [sprintf("%v", [x]) | some x in items])])

@@ -1,0 +1,84 @@
+# accelerator-budget
+#
+# The pod may use at most the Agent's spec.accelerators.max accelerators and,
+# when spec.accelerators.resources is non-empty, only those resources (glob
+# patterns, "/" delimiter; for DRA claims: the claim's device classes).
+package kube_intent.admission
+
+rule_catalog["accelerator-budget"] := {
+	"enforcement": "deny",
+	"summary": "workload.total must not exceed the Agent's spec.accelerators.max, and every accelerator resource (or DRA device class) must match spec.accelerators.resources when that is set.",
+}
+
+# An unset budget is a budget of 0 (fail closed).
+accelerator_max := registration_accelerators.max if {
+	is_number(registration_accelerators.max)
+} else := 0
+
+accelerator_resource_patterns := object.get(registration_accelerators, "resources", [])
+
+accelerator_resources_restricted if {
+	is_array(accelerator_resource_patterns)
+	count(accelerator_resource_patterns) > 0
+}
+
+accelerator_resource_allowed(resource) if {
+	some pattern in accelerator_resource_patterns
+	glob.match(pattern, ["/"], resource)
+}
+
+# Where the accelerators come from: one container or claim, else the whole spec.
+accelerator_sources := {sprintf("%s.resources", [container_path(use)]) | some use in workload_accelerators} | {claim_path(claim) | some claim in accelerator_claims}
+
+accelerator_budget_field := field if {
+	count(accelerator_sources) == 1
+	some field in accelerator_sources
+} else := "spec"
+
+violation contains new_violation("accelerator-budget", accelerator_budget_field, msg) if {
+	has_intent
+	has_registration
+	workload_total > accelerator_max
+	msg := sprintf(
+		"pod uses %v accelerator(s) (%s) but agent %q may use at most %v (Agent spec.accelerators.max): request fewer, or ask an owner to raise the budget%s",
+		[workload_total, workload_summary, agent, accelerator_max, owners_hint],
+	)
+}
+
+violation contains new_violation("accelerator-budget", sprintf("%s.resources", [container_path(use)]), msg) if {
+	has_intent
+	has_registration
+	accelerator_resources_restricted
+	some use in workload_accelerators
+	not accelerator_resource_allowed(use.resource)
+	msg := sprintf(
+		"container %q uses accelerator resource %q, but agent %q may only use %s (Agent spec.accelerators.resources)",
+		[object.get(use, "container", "?"), object.get(use, "resource", "?"), agent, fmt_list(accelerator_resource_patterns)],
+	)
+}
+
+violation contains new_violation("accelerator-budget", claim_path(claim), msg) if {
+	has_intent
+	has_registration
+	accelerator_resources_restricted
+	some claim in accelerator_claims
+	some class in _claim_classes(claim)
+	not accelerator_resource_allowed(class)
+	msg := sprintf(
+		"resource claim %q uses device class %q, but agent %q may only use %s (Agent spec.accelerators.resources)",
+		[object.get(claim, "name", "?"), class, agent, fmt_list(accelerator_resource_patterns)],
+	)
+}
+
+# An unresolved claim's device classes are unknown: they cannot be checked (fail closed).
+violation contains new_violation("accelerator-budget", claim_path(claim), msg) if {
+	has_intent
+	has_registration
+	accelerator_resources_restricted
+	some claim in accelerator_claims
+	count(_claim_classes(claim)) == 0
+	msg := sprintf(
+		"resource claim %q could not be resolved (does its ResourceClaim or ResourceClaimTemplate %q exist?), so its device classes cannot be checked against %s (Agent spec.accelerators.resources): create it before the pod",
+		[object.get(claim, "name", "?"), object.get(claim, "objectName", "?"), fmt_list(accelerator_resource_patterns)],
+	)
+}
