@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from webhook.decision import RequestInfo, Verdict
 
@@ -40,7 +41,8 @@ def involved_object(namespace: str, pod: Mapping[str, Any]) -> dict[str, Any]:
                 "uid": owner.get("uid"),
                 "namespace": namespace,
             }
-    return {"apiVersion": "v1", "kind": "Namespace", "name": namespace}
+    # The API server requires involvedObject.namespace to match the Event's namespace.
+    return {"apiVersion": "v1", "kind": "Namespace", "name": namespace, "namespace": namespace}
 
 
 class DenialEvents:
@@ -103,5 +105,7 @@ class DenialEvents:
                     REQUEST_TIMEOUT_SECONDS + 1,
                 )
                 self.sent += 1
-            except Exception as exc:  # best effort: a lost Event never matters to a verdict
+            except ApiException as exc:  # best effort: a lost Event never matters to a verdict
+                log.warning("could not record denial event: %s %s", exc.status, exc.reason)
+            except Exception as exc:
                 log.warning("could not record denial event: %s", exc)

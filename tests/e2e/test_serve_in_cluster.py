@@ -1,0 +1,242 @@
+"""`kube-intent serve` with signing keys against the real API server: grants on admitted pods,
+token exchange with a real TokenRequest token, denial Events, and the RBAC-guarded audit API."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from identity.exchange import GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_GRANT, TOKEN_TYPE_JWT
+from identity.grants import GRANT_ANNOTATION
+from identity.keys import generate_keys
+from identity.verify import verify_access_token
+from tests.conftest import example_pod
+from tests.e2e.cluster import Cluster
+from tests.e2e.conftest import (
+    Release,
+    WebhookServer,
+    service_account_kubeconfig,
+    start_webhook,
+    wait_until_called,
+)
+from tests.e2e.kube import ensure_service_account, wait_until
+from tests.e2e.test_admission import quantities_as_strings
+
+pytestmark = pytest.mark.e2e
+
+ISSUER = "https://kube-intent.kube-intent.svc"
+AUDIENCE = "https://models.example.com"
+
+
+@pytest.fixture(scope="module")
+def webhook(
+    cluster: Cluster,
+    core: client.CoreV1Api,
+    release: Release,
+    example_agents: list[dict[str, Any]],
+) -> Iterator[WebhookServer]:
+    """As the chart runs it: the chart's ServiceAccount, Agents from the cluster, signing keys
+    from a directory (the mounted Secret)."""
+    directory = release.endpoint.directory
+    generate_keys(directory / "keys")
+    kubeconfig = service_account_kubeconfig(
+        cluster, core, release.namespace, release.service_account, directory / "kubeconfig"
+    )
+    server = start_webhook(
+        release.endpoint, f"--kubeconfig={kubeconfig}", f"--keys-dir={directory / 'keys'}"
+    )
+    wait_until_called(core)
+    yield server
+    server.stop()
+
+
+def create(core: client.CoreV1Api, example: str) -> dict[str, Any]:
+    pod = quantities_as_strings(example_pod(example))
+    pod["metadata"]["name"] += f"-{secrets.token_hex(3)}"
+    created = core.create_namespaced_pod(pod["metadata"]["namespace"], pod)
+    result: dict[str, Any] = core.api_client.sanitize_for_serialization(created)
+    return result
+
+
+def pod_token(core: client.CoreV1Api, pod: dict[str, Any], audience: str) -> str:
+    """What the kubelet would project into the pod: a token bound to this pod."""
+    meta = pod["metadata"]
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(
+            audiences=[audience],
+            expiration_seconds=600,
+            bound_object_ref=client.V1BoundObjectReference(
+                kind="Pod", api_version="v1", name=meta["name"], uid=meta["uid"]
+            ),
+        )
+    )
+    account = pod["spec"]["serviceAccountName"]
+    token: str = core.create_namespaced_service_account_token(
+        account, meta["namespace"], request
+    ).status.token
+    return token
+
+
+def exchange(webhook: WebhookServer, subject: str, grant: str, **extra: str) -> httpx.Response:
+    form = {
+        "grant_type": GRANT_TYPE_TOKEN_EXCHANGE,
+        "subject_token": subject,
+        "subject_token_type": TOKEN_TYPE_JWT,
+        "actor_token": grant,
+        "actor_token_type": TOKEN_TYPE_GRANT,
+        "audience": AUDIENCE,
+        **extra,
+    }
+    with webhook.client() as http:
+        return http.post("/token", data=form)
+
+
+def test_admitted_pod_carries_a_grant_that_buys_an_access_token(
+    webhook: WebhookServer, core: client.CoreV1Api
+) -> None:
+    pod = create(core, "allowed-vllm-llama")
+    grant = pod["metadata"]["annotations"][GRANT_ANNOTATION]
+    mounts = {m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert {"/var/run/kube-intent/token", "/var/run/kube-intent/grant"} <= mounts
+
+    response = exchange(
+        webhook,
+        pod_token(core, pod, ISSUER),
+        grant,
+        scope="model:meta-llama/Llama-3.1-8B-Instruct:infer",
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    assert 0 < body["expires_in"] <= 300
+    with webhook.client() as http:
+        jwks = http.get("/.well-known/jwks.json").json()
+    claims = verify_access_token(
+        body["access_token"],
+        jwks,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        required_scopes=["model:meta-llama/Llama-3.1-8B-Instruct:infer"],
+    )
+    assert claims.sub == "spiffe://cluster.local/ns/ml-serving/sa/support-bot"
+    # No bearer credential anywhere in the stored pod or in the server's log.
+    stored = str(
+        core.api_client.sanitize_for_serialization(
+            core.read_namespaced_pod(pod["metadata"]["name"], "ml-serving")
+        )
+    )
+    assert body["access_token"] not in stored
+    assert body["access_token"] not in webhook.log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        pytest.param("wrong-audience", "invalid_grant", id="sa-token-for-another-audience"),
+        pytest.param("scope-escalation", "invalid_scope", id="scope-escalation"),
+        pytest.param("grant-of-another-pod", "invalid_grant", id="swapped-grant"),
+    ],
+)
+def test_exchange_refusals_through_the_server(
+    webhook: WebhookServer, core: client.CoreV1Api, case: str, error: str
+) -> None:
+    pod = create(core, "allowed-vllm-llama")
+    grant = pod["metadata"]["annotations"][GRANT_ANNOTATION]
+    audience, extra = ISSUER, {}
+    if case == "wrong-audience":
+        audience = "https://kubernetes.default.svc.cluster.local"
+    elif case == "scope-escalation":
+        extra = {"scope": "tool:shell-exec:invoke"}
+    else:
+        grant = create(core, "allowed-warn-ttl")["metadata"]["annotations"][GRANT_ANNOTATION]
+    response = exchange(webhook, pod_token(core, pod, audience), grant, **extra)
+    assert response.status_code == 400
+    assert response.json()["error"] == error
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_denial_leaves_an_event_on_the_namespace(
+    webhook: WebhookServer, core: client.CoreV1Api
+) -> None:
+    with pytest.raises(ApiException):
+        create(core, "denied-model-allowed")
+
+    def event_seen() -> bool:
+        events = core.list_namespaced_event("ml-serving", field_selector="reason=AdmissionDenied")
+        return any("[model-allowed]" in (e.message or "") for e in events.items)
+
+    wait_until("an AdmissionDenied event", event_seen, timeout=15)
+
+
+def user_token(core: client.CoreV1Api, namespace: str, account: str) -> str:
+    ensure_service_account(core.api_client, namespace, account)
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
+    token: str = core.create_namespaced_service_account_token(
+        account, namespace, request
+    ).status.token
+    return token
+
+
+def audit_get(webhook: WebhookServer, token: str | None, **params: str) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with webhook.client() as http:
+        return http.get("/audit/decisions", params=params, headers=headers)
+
+
+def test_audit_api_is_guarded_by_cluster_rbac(
+    webhook: WebhookServer, core: client.CoreV1Api, api: client.ApiClient
+) -> None:
+    with pytest.raises(ApiException):
+        create(core, "denied-intent-required")
+    assert audit_get(webhook, None).status_code == 401
+    assert audit_get(webhook, "not-a-token").status_code == 401
+    reader = user_token(core, "ml-serving", f"auditor-{secrets.token_hex(2)}")
+    forbidden = audit_get(webhook, reader)
+    assert forbidden.status_code == 403
+    assert "decisions.audit.kube-intent.io" in forbidden.json()["error"]
+
+    rbac = client.RbacAuthorizationV1Api(api)
+    name = f"audit-reader-{secrets.token_hex(2)}"
+    rbac.create_cluster_role(
+        {
+            "metadata": {"name": name},
+            "rules": [
+                {
+                    "apiGroups": ["audit.kube-intent.io"],
+                    "resources": ["decisions"],
+                    "verbs": ["get"],
+                }
+            ],
+        }
+    )
+    account = forbidden.json()["error"].split('"')[1].rsplit(":", 1)[1]
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "ml-serving"}],
+        }
+    )
+    try:
+        wait_until(
+            "RBAC to allow the reader",
+            lambda: audit_get(webhook, reader).status_code == 200,
+            timeout=15,
+        )
+        page = audit_get(webhook, reader, decision="denied", rule="intent-required").json()
+        assert page["items"]
+        assert all(not item["allowed"] for item in page["items"])
+        assert audit_get(webhook, reader, since="yesterday").status_code == 400
+    finally:
+        rbac.delete_cluster_role_binding(name)
+        rbac.delete_cluster_role(name)
