@@ -10,11 +10,8 @@ ServiceAccount token.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +20,7 @@ from typing import Any, TextIO
 import httpx
 
 from identity.exchange import GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_GRANT, TOKEN_TYPE_JWT
+from identity.keys import write_private
 from identity.verify import tls_context
 
 log = logging.getLogger("kube_intent.fetch")
@@ -131,19 +129,7 @@ async def fetch_once(settings: FetchSettings, client: httpx.AsyncClient) -> Toke
 
 def write_token(path: Path, token: str) -> None:
     """0600, through a temporary file in the same directory and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(token)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_private(Path(path), token.encode("utf-8"))
 
 
 def refresh_delay(expires_in: int) -> float:

@@ -270,7 +270,7 @@ def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write 0600 through a temporary file and a rename: a reader never sees half a key."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -294,8 +294,8 @@ def generate_keys(directory: Path, *, overwrite: bool = False) -> KeySet:
         for name in (ACTIVE, NEXT):
             if (directory / name).exists():
                 raise KeyDirError(ERR_EXISTS.format(path=directory / name))
-    _write_private(directory / NEXT, private_pem(new_private_key()))
-    _write_private(directory / ACTIVE, private_pem(new_private_key()))
+    write_private(directory / NEXT, private_pem(new_private_key()))
+    write_private(directory / ACTIVE, private_pem(new_private_key()))
     return KeySet.load(directory)
 
 
@@ -312,9 +312,9 @@ def rotate_keys(directory: Path) -> KeySet:
     if NEXT not in contents:
         raise KeyDirError(ERR_NO_NEXT.format(dir=directory, name=NEXT))
     KeySet.from_pems(contents, source=directory)  # refuse to rotate an unreadable set
-    _write_private(directory / PREVIOUS, contents[ACTIVE])
-    _write_private(directory / ACTIVE, contents[NEXT])
-    _write_private(directory / NEXT, private_pem(new_private_key()))
+    write_private(directory / PREVIOUS, contents[ACTIVE])
+    write_private(directory / ACTIVE, contents[NEXT])
+    write_private(directory / NEXT, private_pem(new_private_key()))
     return KeySet.load(directory)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,20 +25,12 @@ from .record import GENESIS_HASH, AuditRecord, StoredRecord
 from .rows import (
     COLUMNS,
     INSERT_COLUMNS,
-    SELECT_COLUMNS,
     TABLE,
-    build_query,
+    SqlReads,
     record_params,
-    row_to_record,
 )
 from .store import (
-    AuditFilter,
-    AuditPage,
-    Order,
     StoreCounters,
-    check_limit,
-    decode_cursor,
-    make_page,
 )
 
 log = logging.getLogger(__name__)
@@ -103,12 +95,6 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Constant SQL: only table and column names are interpolated.
 _HEAD = f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1"  # noqa: S608
-_GET = f"SELECT {SELECT_COLUMNS} FROM {TABLE} WHERE id = %s"  # noqa: S608
-_MAX_SEQ = f"SELECT MAX(seq) FROM {TABLE}"  # noqa: S608
-_ITER = (
-    f"SELECT {SELECT_COLUMNS} FROM {TABLE} "  # noqa: S608
-    "WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s"
-)
 _ROW_PLACEHOLDERS = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
 
 
@@ -159,8 +145,11 @@ class _WriteRequest:
     future: asyncio.Future[list[StoredRecord]]
 
 
-class PostgresStore:
+class PostgresStore(SqlReads):
     """``AuditStore`` over PostgreSQL. Create it with ``await PostgresStore.open(dsn)``."""
+
+    dialect = "postgres"
+    iter_batch = ITER_BATCH
 
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
@@ -297,42 +286,6 @@ class PostgresStore:
                 return await cur.fetchall()
         except psycopg.Error as exc:
             raise AuditStoreError(f"audit read failed: {exc}") from exc
-
-    async def query(
-        self,
-        filters: AuditFilter,
-        cursor: str | None = None,
-        limit: int = 100,
-        *,
-        order: Order = "desc",
-    ) -> AuditPage:
-        check_limit(limit)
-        sql, params = build_query(
-            filters,
-            after_seq=decode_cursor(cursor, order),
-            order=order,
-            limit=limit + 1,
-            dialect="postgres",
-        )
-        rows = await self._fetchall(sql, params)
-        return make_page([row_to_record(r) for r in rows], limit, order)
-
-    async def get(self, record_id: int) -> StoredRecord | None:
-        rows = await self._fetchall(_GET, (record_id,))
-        return row_to_record(rows[0]) if rows else None
-
-    async def iter_all(self) -> AsyncIterator[StoredRecord]:
-        # Up to the head as it is now: a busy chain must not make verify/export run forever.
-        last = int((await self._fetchall(_MAX_SEQ, ()))[0][0] or 0)
-        after = 0
-        while True:
-            rows = await self._fetchall(_ITER, (after, last, ITER_BATCH))
-            for row in rows:
-                record = row_to_record(row)
-                yield record
-                after = record.seq
-            if len(rows) < ITER_BATCH:
-                return
 
     async def healthy(self) -> bool:
         if self._closed or (self._writer is not None and self._writer.done()):

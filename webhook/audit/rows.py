@@ -9,7 +9,7 @@ report rows that nobody touched.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from .errors import CorruptRecord
 from .record import StoredRecord, canonical_json, format_time, parse_time, to_utc
-from .store import AuditFilter, Order
+from .store import AuditFilter, AuditPage, Order, check_limit, decode_cursor, make_page
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -162,3 +162,60 @@ def build_query(
     sql += f" ORDER BY seq {'DESC' if order == 'desc' else 'ASC'} LIMIT {ph}"
     params.append(limit)
     return sql, params
+
+
+class SqlReads:
+    """The reads both SQL stores share; a store supplies `_fetchall`, `dialect`, `iter_batch`."""
+
+    dialect: Dialect
+    iter_batch: int
+
+    async def _fetchall(self, sql: str, params: Sequence[object]) -> list[Any]:
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.dialect == "sqlite" else sql.replace("?", "%s")
+
+    async def query(
+        self,
+        filters: AuditFilter,
+        cursor: str | None = None,
+        limit: int = 100,
+        *,
+        order: Order = "desc",
+    ) -> AuditPage:
+        check_limit(limit)
+        sql, params = build_query(
+            filters,
+            after_seq=decode_cursor(cursor, order),
+            order=order,
+            limit=limit + 1,
+            dialect=self.dialect,
+        )
+        rows = await self._fetchall(sql, params)
+        return make_page([row_to_record(r) for r in rows], limit, order)
+
+    async def get(self, record_id: int) -> StoredRecord | None:
+        rows = await self._fetchall(self._sql(_GET), (record_id,))
+        return row_to_record(rows[0]) if rows else None
+
+    async def iter_all(self) -> AsyncIterator[StoredRecord]:
+        # Up to the head as it is now: a busy chain must not make verify/export run forever.
+        last = int((await self._fetchall(_MAX_SEQ, ()))[0][0] or 0)
+        after = 0
+        while True:
+            rows = await self._fetchall(self._sql(_ITER), (after, last, self.iter_batch))
+            for row in rows:
+                record = row_to_record(row)
+                yield record
+                after = record.seq
+            if len(rows) < self.iter_batch:
+                return
+
+
+_GET = f"SELECT {SELECT_COLUMNS} FROM {TABLE} WHERE id = ?"  # noqa: S608
+_MAX_SEQ = f"SELECT MAX(seq) FROM {TABLE}"  # noqa: S608
+_ITER = (
+    f"SELECT {SELECT_COLUMNS} FROM {TABLE} "  # noqa: S608
+    "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+)

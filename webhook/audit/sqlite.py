@@ -19,22 +19,21 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from .errors import AuditStoreError
 from .record import GENESIS_HASH, AuditRecord, StoredRecord, format_time
-from .rows import INSERT_COLUMNS, SELECT_COLUMNS, TABLE, build_query, record_params, row_to_record
+from .rows import (
+    INSERT_COLUMNS,
+    TABLE,
+    SqlReads,
+    record_params,
+)
 from .store import (
-    AuditFilter,
-    AuditPage,
-    Order,
     StoreCounters,
-    check_limit,
-    decode_cursor,
-    make_page,
 )
 
 log = logging.getLogger(__name__)
@@ -98,12 +97,6 @@ _INSERT = (
 )
 # Constant SQL: only table and column names are interpolated.
 _HEAD = f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1"  # noqa: S608
-_GET = f"SELECT {SELECT_COLUMNS} FROM {TABLE} WHERE id = ?"  # noqa: S608
-_MAX_SEQ = f"SELECT MAX(seq) FROM {TABLE}"  # noqa: S608
-_ITER = (
-    f"SELECT {SELECT_COLUMNS} FROM {TABLE} "  # noqa: S608
-    "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
-)
 
 
 @dataclass
@@ -205,8 +198,11 @@ def _settle(
         request.loop.call_soon_threadsafe(apply)
 
 
-class SQLiteStore:
+class SQLiteStore(SqlReads):
     """``AuditStore`` over one SQLite file. Create it with ``await SQLiteStore.open(path)``."""
+
+    dialect = "sqlite"
+    iter_batch = ITER_BATCH
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -363,42 +359,6 @@ class SQLiteStore:
 
     async def _fetchall(self, sql: str, params: Sequence[object]) -> list[Any]:
         return await self._read(lambda c: c.execute(sql, params).fetchall())
-
-    async def query(
-        self,
-        filters: AuditFilter,
-        cursor: str | None = None,
-        limit: int = 100,
-        *,
-        order: Order = "desc",
-    ) -> AuditPage:
-        check_limit(limit)
-        sql, params = build_query(
-            filters,
-            after_seq=decode_cursor(cursor, order),
-            order=order,
-            limit=limit + 1,
-            dialect="sqlite",
-        )
-        rows = await self._fetchall(sql, params)
-        return make_page([row_to_record(r) for r in rows], limit, order)
-
-    async def get(self, record_id: int) -> StoredRecord | None:
-        rows = await self._fetchall(_GET, (record_id,))
-        return row_to_record(rows[0]) if rows else None
-
-    async def iter_all(self) -> AsyncIterator[StoredRecord]:
-        # Up to the head as it is now: a busy chain must not make verify/export run forever.
-        last = int((await self._fetchall(_MAX_SEQ, ()))[0][0] or 0)
-        after = 0
-        while True:
-            rows = await self._fetchall(_ITER, (after, last, ITER_BATCH))
-            for row in rows:
-                record = row_to_record(row)
-                yield record
-                after = record.seq
-            if len(rows) < ITER_BATCH:
-                return
 
     async def healthy(self) -> bool:
         if self._closed or not self._thread.is_alive():
