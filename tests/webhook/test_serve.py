@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -217,3 +220,37 @@ def test_missing_tls_configuration_is_a_clear_error(tmp_path: Path, opa_bin: str
     assert result.returncode != 0
     assert "--dev or both --tls-cert and --tls-key" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_no_acknowledged_decision_is_lost_when_the_server_is_killed(
+    tmp_path: Path, opa_bin: str
+) -> None:
+    """SIGKILL under load: every decision the client got an answer for is in the audit trail."""
+    server = start(tmp_path, opa_bin, "--dev")
+    acknowledged: list[str] = []
+    pod = example_pod("denied-model-allowed")
+
+    def load() -> None:
+        with server.client() as client:
+            for n in range(10_000):
+                uid = f"kill-test-{n:05d}"
+                try:
+                    answer = client.post("/validate", json=review(pod, uid=uid)).json()
+                except (httpx.HTTPError, ValueError):
+                    return
+                assert answer["response"]["uid"] == uid
+                acknowledged.append(uid)
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    wait_until(lambda: len(acknowledged) >= 100, 30)
+    server.process.kill()
+    for worker in workers:
+        worker.join(timeout=30)
+    server.process.wait(timeout=10)
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "state" / "audit.db")) as conn:
+        recorded = {uid for (uid,) in conn.execute("SELECT uid FROM audit_record")}
+    assert len(acknowledged) >= 100
+    assert set(acknowledged) <= recorded
