@@ -35,7 +35,9 @@ class Violation(BaseModel):
     field: str = ""
 
     def __str__(self) -> str:
-        return f"[{self.rule}] {self.message}"
+        # "[rule] field: message": the rule, the field, and in the policy's words what is allowed.
+        where = f"{self.field}: " if self.field and self.field not in self.message else ""
+        return f"[{self.rule}] {where}{self.message}"
 
 
 class PolicyDecision(BaseModel):
