@@ -12,6 +12,7 @@ import yaml
 
 from webhook.decision import Decider, RequestInfo
 from webhook.detect import DetectError, StaticClaimResolver
+from webhook.policy import Violation
 
 DEFAULT_NAMESPACE = "default"
 CLAIM_KINDS = ("ResourceClaim", "ResourceClaimTemplate")
@@ -239,9 +240,7 @@ def render_text(results: list[ReviewResult]) -> str:
         verdict = "ALLOW" if r.allowed else "DENY "
         gpu = f"{r.accelerators} accelerator(s)" if r.gpu else "no accelerators: not governed"
         lines.append(f"{verdict} {r.kind} {r.namespace}/{r.name} ({r.source}; {gpu})")
-        lines.extend(
-            f"    {v['enforcement']:>6}  [{v['rule']}] {v['message']}" for v in r.violations
-        )
+        lines.extend(f"    {v['enforcement']:>6}  {Violation(**v)}" for v in r.violations)
     return "\n".join(lines)
 
 
