@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from identity.binding import AGENT_LABEL, DEFAULT_SERVICE_ACCOUNT
 from identity.grants import (
@@ -299,6 +299,7 @@ class TokenExchange:
         token_endpoint: str | None = None,
         on_event: Event | None = None,
         audiences: Callable[[], frozenset[str]] | None = None,
+        governed: Callable[[dict[str, Any]], bool] | None = None,
         access_token_ttl: int = ACCESS_TOKEN_TTL_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -309,6 +310,7 @@ class TokenExchange:
         self.agents = agents
         self.on_event = on_event
         self.audiences = audiences
+        self.governed = governed
         self.access_token_ttl = access_token_ttl
         self.clock = clock
 
@@ -371,7 +373,8 @@ class TokenExchange:
 
     def _check_audience(self, audience: str) -> None:
         # Tokens for kube-intent itself would be confusable with the SA token audience.
-        if audience in (self.issuer, self.token_endpoint):
+        own = {_normal_url(self.issuer), _normal_url(self.token_endpoint)}
+        if _normal_url(audience) in own:
             raise Refusal("invalid_target", "audience:self")
         if self.audiences is not None and audience not in self.audiences():
             raise Refusal("invalid_target", "audience:not-allowed")
@@ -391,6 +394,10 @@ class TokenExchange:
         # A finished pod's token is still accepted by TokenReview, but nothing runs to need it.
         if (pod.get("status") or {}).get("phase") in FINISHED_PHASES:
             raise Refusal("invalid_grant", "pod:finished")
+        # Only pods that both webhooks reviewed: a pod without accelerators is never sent to
+        # them, so a grant copied onto one (with forged annotations) must buy nothing.
+        if self.governed is not None and not self.governed(pod):
+            raise Refusal("invalid_grant", "pod:not-governed")
         spec_sa = (pod.get("spec") or {}).get("serviceAccountName") or DEFAULT_SERVICE_ACCOUNT
         if spec_sa != who.service_account:
             raise Refusal("invalid_grant", "pod:service-account")
@@ -547,3 +554,11 @@ class KubernetesAuth:
             raise KubeUnavailable(f"http-{exc.status}") from None
         except Exception as exc:
             raise KubeUnavailable(type(exc).__name__) from None
+
+
+def _normal_url(url: str) -> str:
+    """Compare audiences the way a verifier would: case-insensitive scheme/host, no trailing /."""
+    parts = urlsplit(url.strip())
+    return urlunsplit(
+        (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, "")
+    )

@@ -240,7 +240,9 @@ def render_text(results: list[ReviewResult]) -> str:
         verdict = "ALLOW" if r.allowed else "DENY "
         gpu = f"{r.accelerators} accelerator(s)" if r.gpu else "no accelerators: not governed"
         lines.append(f"{verdict} {r.kind} {r.namespace}/{r.name} ({r.source}; {gpu})")
-        lines.extend(f"    {v['enforcement']:>6}  {Violation(**v)}" for v in r.violations)
+        lines.extend(
+            f"    {v['enforcement']:>6}  {Violation.model_validate(v)}" for v in r.violations
+        )
     return "\n".join(lines)
 
 

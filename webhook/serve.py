@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from kubernetes.client import ApiClient
@@ -25,6 +26,7 @@ from webhook.audit import AuditLog, open_store
 from webhook.audit.api import AccessReviewer
 from webhook.audit.recorder import AuditRecorder, TokenAuditor
 from webhook.claims import KubeClaimLookup
+from webhook.detect import AcceleratorDetector, DetectError
 from webhook.events import DenialEvents
 from webhook.kube import api_client
 from webhook.metrics import Metrics
@@ -103,6 +105,23 @@ def registrations(settings: Settings, api: ApiClient | None, policy: PolicyEngin
     return Registrations(source=watcher, claims=KubeClaimLookup(api), watcher=watcher)
 
 
+def token_audiences(settings: Settings) -> Callable[[], frozenset[str]] | None:
+    allowed = frozenset(settings.token_audiences)
+    return (lambda: allowed) if allowed else None
+
+
+def governed_by(detector: AcceleratorDetector) -> Callable[[dict[str, Any]], bool]:
+    """Did both webhooks review this pod? Only accelerator pods are sent to them."""
+
+    def governed(pod: dict[str, Any]) -> bool:
+        try:
+            return detector.detect(pod, None).gpu  # an unreadable claim counts: fail closed
+        except DetectError:
+            return False
+
+    return governed
+
+
 async def serve(settings: Settings) -> None:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     cert, key = tls_files(settings)
@@ -121,6 +140,9 @@ async def serve(settings: Settings) -> None:
         )
         events = DenialEvents(api) if api is not None else None
         keys = KeyWatcher(settings.keys_dir) if settings.keys_dir else None
+        detector = AcceleratorDetector(
+            settings.accelerator_resources, settings.accelerator_device_classes
+        )
         grants = tokens = None
         if keys is not None:
             grants = GrantIssuer(
@@ -138,6 +160,8 @@ async def serve(settings: Settings) -> None:
                 agents.source,
                 token_endpoint=settings.token_endpoint,
                 on_event=TokenAuditor(audit, metrics),
+                audiences=token_audiences(settings),
+                governed=governed_by(detector),
             )
         app = create_app(
             settings,

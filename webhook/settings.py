@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     token_endpoint_url: str | None = None
     # A directory (a mounted Secret) holding active.pem / next.pem / previous.pem; never env.
     keys_dir: Path | None = None
+    # Audiences access tokens may be minted for; empty allows any but kube-intent's own.
+    token_audiences: tuple[str, ...] = ()
 
     audit_db: str | None = None
     # A file holding the DSN (a mounted Secret): a password never sits in an env variable.

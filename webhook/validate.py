@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +45,12 @@ def _annotations(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return ((obj or {}).get("metadata") or {}).get("annotations") or {}
 
 
+def _shown(field: str, value: object) -> object:
+    if GRANT_ANNOTATION in field and isinstance(value, str):
+        return f"<grant sha256:{hashlib.sha256(value.encode()).hexdigest()[:12]}>"
+    return value
+
+
 def immutable_changes(req: AdmissionRequest) -> list[Violation]:
     if req.operation != "UPDATE" or req.old_object is None:
         return []
@@ -52,6 +59,8 @@ def immutable_changes(req: AdmissionRequest) -> list[Violation]:
         (f"metadata.annotations[{key}]", old_ann.get(key), new_ann.get(key))
         for key in IMMUTABLE_ANNOTATIONS
     ]
+    # Never echo a grant (a signed statement) into messages, Events and audit rows.
+    pairs = [(field, _shown(field, old), _shown(field, new)) for field, old, new in pairs]
     pairs.append(
         (
             f"metadata.labels[{AGENT_LABEL}]",

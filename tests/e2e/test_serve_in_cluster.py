@@ -240,3 +240,25 @@ def test_audit_api_is_guarded_by_cluster_rbac(
     finally:
         rbac.delete_cluster_role_binding(name)
         rbac.delete_cluster_role(name)
+
+
+def test_a_grant_copied_onto_a_pod_the_webhooks_never_saw_buys_nothing(
+    webhook: WebhookServer, core: client.CoreV1Api
+) -> None:
+    """A CPU pod is never sent to the webhooks, so its annotations are whatever its author
+    wrote: with another pod's grant, intent and agent label it must still get no token."""
+    admitted = create(core, "allowed-vllm-llama")
+    annotations = admitted["metadata"]["annotations"]
+    copycat = quantities_as_strings(example_pod("allowed-vllm-llama"))
+    copycat["metadata"]["name"] = f"copycat-{secrets.token_hex(3)}"
+    copycat["metadata"]["annotations"] = {
+        key: annotations[key]
+        for key in ("kube-intent.io/intent", GRANT_ANNOTATION, "kube-intent.io/intent-digest")
+    }
+    del copycat["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+    created = core.api_client.sanitize_for_serialization(
+        core.create_namespaced_pod("ml-serving", copycat)
+    )
+    response = exchange(webhook, pod_token(core, created, ISSUER), annotations[GRANT_ANNOTATION])
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"

@@ -133,6 +133,12 @@ def without(name: str) -> dict[str, str]:
             id="audience-is-the-token-endpoint",
         ),
         pytest.param(
+            {**GOOD, "audience": ISSUER.upper() + "/"},
+            "invalid_target",
+            "audience:self",
+            id="audience-is-the-issuer-spelled-differently",
+        ),
+        pytest.param(
             {**GOOD, "audience": "payments"},
             "invalid_target",
             "audience:not-allowed",
