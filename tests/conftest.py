@@ -45,6 +45,7 @@ def review(
     uid: str = "705ab4f5-6393-11e8-b7cc-42010a800002",
     dry_run: bool = False,
     kind: dict[str, str] | None = None,
+    sub_resource: str = "",
 ) -> dict[str, Any]:
     """An AdmissionReview as the API server sends it for a pod."""
     metadata = (pod or old or {}).get("metadata", {})
@@ -55,6 +56,7 @@ def review(
             "uid": uid,
             "kind": kind or {"group": "", "version": "v1", "kind": "Pod"},
             "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "subResource": sub_resource,
             "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
             "name": metadata.get("name", ""),
             "namespace": metadata.get("namespace", "default"),

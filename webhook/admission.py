@@ -59,7 +59,12 @@ class AdmissionRequest(BaseModel):
 
     @property
     def is_pod(self) -> bool:
-        return self.kind.group == "" and self.kind.kind == "Pod" and self.sub_resource == ""
+        """A Pod, or an update of its ephemeral containers (whose object is the whole Pod)."""
+        return (
+            self.kind.group == ""
+            and self.kind.kind == "Pod"
+            and self.sub_resource in ("", "ephemeralcontainers")
+        )
 
 
 class AdmissionReview(BaseModel):

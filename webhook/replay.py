@@ -6,19 +6,24 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from identity.grants import RULE_GRANT
+from webhook.audit.buffer import AUDIT_UNAVAILABLE_RULE
 from webhook.audit.record import StoredRecord
+from webhook.decision import RULE_DETECT, RULE_INTENT_SCHEMA, RULE_POLICY_ENGINE
 from webhook.policy import PolicyEngine
+from webhook.validate import RULE_EPHEMERAL, RULE_IMMUTABLE, RULE_INTEGRITY
 
 # Rules the webhook adds itself (not the policy): a policy change cannot alter them.
 WEBHOOK_RULES = frozenset(
     {
-        "intent-schema",
-        "pod-resources",
-        "policy-engine",
-        "audit-unavailable",
-        "immutable-governed-fields",
-        "mutation-integrity",
-        "grant-integrity",
+        RULE_INTENT_SCHEMA,
+        RULE_DETECT,
+        RULE_POLICY_ENGINE,
+        AUDIT_UNAVAILABLE_RULE,
+        RULE_IMMUTABLE,
+        RULE_INTEGRITY,
+        RULE_EPHEMERAL,
+        RULE_GRANT,
     }
 )
 

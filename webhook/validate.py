@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from identity.binding import AGENT_LABEL
-from identity.grants import GRANT_ANNOTATION, grant_checks
+from identity.grants import GRANT_ANNOTATION, GRANT_VOLUME, TOKEN_VOLUME, grant_checks
 from webhook import admission
 from webhook.admission import AdmissionRequest
 from webhook.admit import admit, respond_denial
@@ -19,6 +19,11 @@ from webhook.policy import Violation
 
 RULE_IMMUTABLE = "immutable-governed-fields"
 RULE_INTEGRITY = "mutation-integrity"
+RULE_EPHEMERAL = "ephemeral-container-credentials"
+CREDENTIAL_VOLUMES = (TOKEN_VOLUME, GRANT_VOLUME)
+ERR_EPHEMERAL_MOUNT = (
+    "{field} mounts {volume!r}, the pod's kube-intent credentials: debug without that mount"
+)
 
 # What identifies and authorises a governed pod: changing any of them after admission would
 # let a running pod claim a different intent or agent than the one the policy approved.
@@ -97,8 +102,21 @@ def integrity(req: AdmissionRequest, verdict: Verdict) -> list[Violation]:
     return violations
 
 
+def ephemeral_mounts(req: AdmissionRequest) -> list[Violation]:
+    """A debug container must not walk off with the pod's token and grant."""
+    spec = (req.object or {}).get("spec") or {}
+    violations = []
+    for i, container in enumerate(spec.get("ephemeralContainers") or []):
+        for j, mount in enumerate((container or {}).get("volumeMounts") or []):
+            if (mount or {}).get("name") in CREDENTIAL_VOLUMES:
+                field = f"spec.ephemeralContainers[{i}].volumeMounts[{j}]"
+                message = ERR_EPHEMERAL_MOUNT.format(field=field, volume=mount["name"])
+                violations.append(Violation(rule=RULE_EPHEMERAL, field=field, message=message))
+    return violations
+
+
 def checks(req: AdmissionRequest, verdict: Verdict) -> list[Violation]:
-    return [*immutable_changes(req), *integrity(req, verdict)]
+    return [*immutable_changes(req), *integrity(req, verdict), *ephemeral_mounts(req)]
 
 
 def respond(req: AdmissionRequest, info: RequestInfo, verdict: Verdict) -> dict[str, Any]:

@@ -186,7 +186,8 @@ def test_webhook_configurations_follow_the_issue(values: str) -> None:
             assert "reinvocationPolicy" not in hook
         [rule] = hook["rules"]
         assert rule["apiGroups"] == [""]
-        assert rule["resources"] == ["pods"]  # not pods/status or other subresources
+        # Never pods/status; the validating webhook also reviews `kubectl debug` containers.
+        assert rule["resources"] == (["pods"] if mutating else ["pods", "pods/ephemeralcontainers"])
         assert rule["operations"] == (["CREATE"] if mutating else ["CREATE", "UPDATE"])
         [expression] = hook["namespaceSelector"]["matchExpressions"]
         assert expression["key"] == "kubernetes.io/metadata.name"

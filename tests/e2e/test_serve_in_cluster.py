@@ -262,3 +262,26 @@ def test_a_grant_copied_onto_a_pod_the_webhooks_never_saw_buys_nothing(
     response = exchange(webhook, pod_token(core, created, ISSUER), annotations[GRANT_ANNOTATION])
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
+
+
+def test_a_debug_container_cannot_mount_the_pods_credentials(
+    webhook: WebhookServer, core: client.CoreV1Api
+) -> None:
+    """`kubectl debug` adds an ephemeral container through its subresource: reviewed too."""
+    pod = create(core, "allowed-vllm-llama")
+    name = pod["metadata"]["name"]
+    debugger = {
+        "name": "debugger",
+        "image": "registry.k8s.io/e2e-test-images/agnhost:2.53",
+        "volumeMounts": [{"name": "kube-intent-token", "mountPath": "/steal"}],
+    }
+    with pytest.raises(ApiException) as caught:
+        core.patch_namespaced_pod_ephemeralcontainers(
+            name, "ml-serving", {"spec": {"ephemeralContainers": [debugger]}}
+        )
+    assert "[ephemeral-container-credentials]" in str(caught.value.body)
+    debugger["volumeMounts"] = []
+    patched = core.patch_namespaced_pod_ephemeralcontainers(
+        name, "ml-serving", {"spec": {"ephemeralContainers": [debugger]}}
+    )
+    assert [c.name for c in patched.spec.ephemeral_containers] == ["debugger"]

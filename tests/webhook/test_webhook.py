@@ -347,3 +347,53 @@ async def test_readyz_reflects_opa(make_client: AppClient, dead_opa: OpaPolicyEn
         assert (await client.get("/healthz")).text == "ok"
     async with make_client(policy=dead_opa) as client:
         assert (await client.get("/readyz")).status_code == 503
+
+
+def with_debug_container(pod: dict[str, Any], image: str, mounts: list[str]) -> dict[str, Any]:
+    debugged = copy.deepcopy(pod)
+    debugged["spec"]["ephemeralContainers"] = [
+        {
+            "name": "debugger",
+            "image": image,
+            "volumeMounts": [{"name": m, "mountPath": f"/mnt/{m}"} for m in mounts],
+        }
+    ]
+    return debugged
+
+
+@pytest.mark.parametrize(
+    ("image", "mounts", "refused_by"),
+    [
+        pytest.param("registry.k8s.io/e2e-test-images/agnhost:2.53", [], None, id="clean-debugger"),
+        pytest.param(
+            "registry.k8s.io/e2e-test-images/agnhost:2.53",
+            ["kube-intent-token"],
+            "[ephemeral-container-credentials] spec.ephemeralContainers[0].volumeMounts[0]",
+            id="mounts-the-token",
+        ),
+        pytest.param(
+            "quay.io/attacker/toolbox:latest", [], "[image-registry]", id="untrusted-image"
+        ),
+    ],
+)
+async def test_ephemeral_containers_are_reviewed(
+    make_client: AppClient, image: str, mounts: list[str], refused_by: str | None
+) -> None:
+    pod = example_pod("allowed-vllm-llama")
+    debugged = with_debug_container(pod, image, mounts)
+    body = review(debugged, operation="UPDATE", old=pod, sub_resource="ephemeralcontainers")
+    async with make_client() as client:
+        response = response_of(await post(client, "/validate", body))
+    if refused_by is None:
+        assert response["allowed"] is True
+    else:
+        assert response["allowed"] is False
+        assert refused_by in response["status"]["message"]
+
+
+async def test_other_pod_subresources_are_not_reviewed_as_pods(make_client: AppClient) -> None:
+    body = review(example_pod("allowed-vllm-llama"), operation="UPDATE", sub_resource="status")
+    async with make_client() as client:
+        response = response_of(await post(client, "/validate", body))
+    assert response["status"]["code"] == 400
+    assert "subresource status" in response["status"]["message"]
