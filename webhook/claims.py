@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +21,6 @@ PLURALS: dict[ClaimKind, str] = {
     "ResourceClaim": "resourceclaims",
     "ResourceClaimTemplate": "resourceclaimtemplates",
 }
-CACHE_SECONDS = 30.0
 REQUEST_TIMEOUT_SECONDS = 1.0
 
 
@@ -47,31 +45,23 @@ def claim_references(pod: Mapping[str, Any]) -> list[tuple[ClaimKind, str]]:
 class KubeClaimLookup:
     """Fetch the claim objects a pod references; unknown ones stay unresolved (fail closed).
 
-    Only DRA pods pay for a read, and templates are cached briefly: their spec is immutable,
-    so the cache can only be stale across a delete and re-create.
+    Only DRA pods pay for the reads. Nothing is cached: a template deleted and re-created with
+    an accelerator class must be seen by the next pod that references it.
     """
 
     def __init__(self, api: client.ApiClient) -> None:
         self._objects = client.CustomObjectsApi(api)
-        self._cache: dict[tuple[str, ClaimKind, str], tuple[float, dict[str, Any] | None]] = {}
 
     async def resolver_for(self, namespace: str, pod: dict[str, Any]) -> StaticClaimResolver | None:
         refs = claim_references(pod)
         if not refs:
             return None
-        found = await asyncio.gather(*(self._get(namespace, kind, name) for kind, name in refs))
+        found = await asyncio.gather(
+            *(asyncio.to_thread(self._read, namespace, kind, name) for kind, name in refs)
+        )
         return StaticClaimResolver(
             [obj for obj in found if obj is not None], default_namespace=namespace
         )
-
-    async def _get(self, namespace: str, kind: ClaimKind, name: str) -> dict[str, Any] | None:
-        key = (namespace, kind, name)
-        cached = self._cache.get(key)
-        if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
-            return cached[1]
-        obj = await asyncio.to_thread(self._read, namespace, kind, name)
-        self._cache[key] = (time.monotonic(), obj)
-        return obj
 
     def _read(self, namespace: str, kind: ClaimKind, name: str) -> dict[str, Any] | None:
         for version in VERSIONS:

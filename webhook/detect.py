@@ -155,6 +155,9 @@ class ClaimUse:
     count: int
     accelerator: bool
     resolved: bool
+    # allocationMode "All": every matching device on the node, a number unknown at admission
+    # (``count`` is then only a lower bound); policies refuse it unless they allow it.
+    all_devices: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,7 @@ class Workload:
                     "count": c.count,
                     "accelerator": c.accelerator,
                     "resolved": c.resolved,
+                    "allDevices": c.all_devices,
                 }
                 for c in self.claims
             ],
@@ -552,8 +556,32 @@ class AcceleratorDetector:
                 raise DetectError(
                     f"{kind} {_show(f'{namespace}/{object_name}')}: {err}", field=path
                 ) from None
-            out.append(ClaimUse(name, source, object_name, classes, count, accelerator, True))
+            all_devices = self._all_devices(obj, kind)
+            out.append(
+                ClaimUse(name, source, object_name, classes, count, accelerator, True, all_devices)
+            )
         return tuple(out)
+
+    def _all_devices(self, obj: Mapping[str, Any], kind: ClaimKind) -> bool:
+        """Does any accelerator alternative ask for allocationMode All? (obj already checked)"""
+        spec = obj.get("spec") or {}
+        if kind == "ResourceClaimTemplate":
+            spec = spec.get("spec") or {}
+        for request in (spec.get("devices") or {}).get("requests") or []:
+            alternatives = [
+                request,
+                request.get("exactly") or {},
+                *(request.get("firstAvailable") or []),
+            ]
+            for alt in alternatives:
+                device_class = alt.get("deviceClassName")
+                if (
+                    isinstance(device_class, str)
+                    and self.is_accelerator_class(device_class)
+                    and alt.get("allocationMode") == "All"
+                ):
+                    return True
+        return False
 
     def _claim_devices(
         self, obj: Mapping[str, Any], kind: ClaimKind

@@ -119,3 +119,15 @@ test_enforcement_override if {
 	fx.only(d, "accelerator-budget").enforcement == "warn"
 	d.allowed
 }
+
+test_fires_for_a_claim_of_every_device_on_the_node if {
+	inp := object.union(with_claim(object.union(claim(["gpu.nvidia.com"]), {"allDevices": true})), {"identity": {"registration": {"accelerators": {"resources": ["gpu.nvidia.com"]}}}})
+	v := fx.only(fx.decide(inp), "accelerator-budget")
+	v.field == "spec.resourceClaims[0]"
+	contains(v.message, `claim "gpu" asks for allocationMode All`)
+}
+
+test_not_fired_for_an_exact_count_claim if {
+	inp := object.union(with_claim(object.union(claim(["gpu.nvidia.com"]), {"allDevices": false})), {"identity": {"registration": {"accelerators": {"resources": ["gpu.nvidia.com"]}}}})
+	fx.findings(fx.decide(inp), "accelerator-budget") == []
+}

@@ -316,6 +316,7 @@ DRA_CASES = [
                 1,  # allocationMode All: unknown at admission, counted as at least one
                 True,
                 True,
+                all_devices=True,  # ... and flagged, so the policy can refuse it
             )
         ],
         1,
@@ -989,6 +990,7 @@ def test_to_input_matches_contract_shape(detector: AcceleratorDetector) -> None:
                 "count": 0,
                 "accelerator": False,
                 "resolved": True,
+                "allDevices": False,
             },
             {
                 "name": "extra-gpu",
@@ -998,6 +1000,7 @@ def test_to_input_matches_contract_shape(detector: AcceleratorDetector) -> None:
                 "count": 1,
                 "accelerator": True,
                 "resolved": True,
+                "allDevices": False,
             },
         ],
         "total": 5,

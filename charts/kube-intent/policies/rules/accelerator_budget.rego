@@ -82,3 +82,15 @@ violation contains new_violation("accelerator-budget", claim_path(claim), msg) i
 		[object.get(claim, "name", "?"), object.get(claim, "objectName", "?"), fmt_list(accelerator_resource_patterns)],
 	)
 }
+
+# allocationMode All takes every matching device on the node: a number nobody can check at
+# admission, so it is refused (the budget could not hold).
+violation contains new_violation("accelerator-budget", claim_path(claim), msg) if {
+	has_intent
+	some claim in accelerator_claims
+	object.get(claim, "allDevices", false) == true
+	msg := sprintf(
+		"claim %q asks for allocationMode All (every matching device on the node), which no budget can bound: request an ExactCount",
+		[object.get(claim, "name", "?")],
+	)
+}
