@@ -24,6 +24,7 @@ from identity.watch import AgentWatcher
 from webhook.app import create_app
 from webhook.audit import AuditLog, open_store
 from webhook.audit.api import AccessReviewer
+from webhook.audit.checkpoint import make_checkpoint
 from webhook.audit.recorder import AuditRecorder, TokenAuditor
 from webhook.claims import KubeClaimLookup
 from webhook.detect import AcceleratorDetector, DetectError
@@ -103,6 +104,19 @@ def registrations(settings: Settings, api: ApiClient | None, policy: PolicyEngin
         raise SystemExit(ERR_AGENTS_AND_CLUSTER)
     watcher = AgentWatcher(api, on_change=lambda registry: policy.put_agents(registry.to_data()))
     return Registrations(source=watcher, claims=KubeClaimLookup(api), watcher=watcher)
+
+
+async def log_checkpoints(audit: AuditLog, keys: KeyWatcher, settings: Settings) -> None:
+    """A signed checkpoint of the chain's head in the log: the log pipeline keeps it off-box."""
+    while True:
+        await asyncio.sleep(settings.audit_checkpoint_seconds)
+        try:
+            token = await make_checkpoint(audit.store, keys(), settings.issuer)
+        except Exception as exc:  # best effort; the next tick tries again
+            log.warning("audit checkpoint failed: %s", exc)
+            continue
+        if token is not None:
+            log.info("audit checkpoint", extra={"fields": {"checkpoint": token}})
 
 
 def token_audiences(settings: Settings) -> Callable[[], frozenset[str]] | None:
@@ -197,6 +211,8 @@ async def serve(settings: Settings) -> None:
             background.append(agents.watcher.run())
         if events is not None:
             background.append(events.run())
+        if keys is not None:
+            background.append(log_checkpoints(audit, keys, settings))
         tasks = [asyncio.create_task(job) for job in background]
         log.info(
             "serving on https://%s:%s (policies %s, OPA %s, revision %s)",

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # A file holding the DSN (a mounted Secret): a password never sits in an env variable.
     audit_db_file: Path | None = None
     audit_required: bool = True
+    # How often a signed checkpoint of the audit chain's head is logged (needs --keys-dir).
+    audit_checkpoint_seconds: float = 300.0
 
     # None keeps each rule's own enforcement; a value overrides every rule (staged rollouts).
     enforcement: Enforcement | None = None

@@ -7,10 +7,13 @@ import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
 
 import click
 
+from identity.keys import KeySet
+from webhook.audit.checkpoint import check_checkpoints, make_checkpoint, read_checkpoint
 from webhook.audit.errors import AuditError
 from webhook.audit.export import (
     OUTPUT_FORMATS,
@@ -24,7 +27,7 @@ from webhook.audit.export import (
 from webhook.audit.record import StoredRecord
 from webhook.audit.store import AuditFilter, AuditStore, Order, open_store
 from webhook.audit.store import parse_when as store_parse_when
-from webhook.audit.verify import verify_store
+from webhook.audit.verify import VerifyResult, verify_store
 from webhook.settings import Settings
 
 T = TypeVar("T")
@@ -178,17 +181,66 @@ def export(db: str | None, output: OutputFormat, **filters: Any) -> None:
     run(db or default_db(), action)
 
 
+keys_dir_option = click.option(
+    "--keys-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="the signing keys directory (checkpoints are signed and checked with it)",
+)
+
+
 @audit.command()
 @db_option
-def verify(db: str | None) -> None:
+@keys_dir_option
+@click.option("--issuer", default=None, help="issuer claim [default: the webhook's issuer]")
+def checkpoint(db: str | None, keys_dir: Path | None, issuer: str | None) -> None:
+    """Print a signed checkpoint of the chain's head; keep it somewhere else."""
+    if keys_dir is None:
+        raise click.ClickException("--keys-dir is required to sign a checkpoint")
+    keys = KeySet.load(keys_dir)
+    token = run(db or default_db(), lambda s: make_checkpoint(s, keys, issuer or Settings().issuer))
+    if token is None:
+        raise click.ClickException("the audit trail is empty: nothing to checkpoint")
+    click.echo(token)
+
+
+@audit.command()
+@db_option
+@keys_dir_option
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    type=click.File("r"),
+    help="a signed checkpoint (file, - for stdin); shows rows cut off at the end",
+)
+def verify(db: str | None, keys_dir: Path | None, checkpoints: tuple[TextIO, ...]) -> None:
     """Walk the hash chain; exit 1 at the first edited, deleted or reordered row."""
-    result = run(db or default_db(), verify_store)
-    if result.ok:
-        click.echo(f"ok: {result.checked} decisions, chain head {result.head_hash}")
-        return
-    click.echo(
-        f"BROKEN at seq {result.first_bad_seq} (id {result.first_bad_id}): {result.reason}; "
-        f"{result.checked} decisions checked",
-        err=True,
-    )
-    sys.exit(1)
+    if checkpoints and keys_dir is None:
+        raise click.ClickException("--checkpoint needs --keys-dir to check its signature")
+    try:
+        signed = (
+            [read_checkpoint(f.read(), KeySet.load(keys_dir)) for f in checkpoints]
+            if keys_dir
+            else []
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def action(store: AuditStore) -> tuple[VerifyResult, list[str]]:
+        return await verify_store(store), await check_checkpoints(store, signed)
+
+    result, problems = run(db or default_db(), action)
+    if not result.ok:
+        click.echo(
+            f"BROKEN at seq {result.first_bad_seq} (id {result.first_bad_id}): {result.reason}; "
+            f"{result.checked} decisions checked",
+            err=True,
+        )
+        sys.exit(1)
+    if problems:
+        for problem in problems:
+            click.echo(f"BROKEN: {problem}", err=True)
+        sys.exit(1)
+    suffix = f", {len(signed)} checkpoint(s) hold" if signed else ""
+    click.echo(f"ok: {result.checked} decisions, chain head {result.head_hash}{suffix}")

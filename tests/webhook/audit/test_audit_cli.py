@@ -199,3 +199,36 @@ def test_replay_with_the_same_policy_changes_nothing(trail: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "newly denied: 0   newly allowed: 0" in result.stdout
+
+
+def test_a_signed_checkpoint_catches_rows_cut_off_the_end(trail: Path, tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    assert cli("keys", "generate", keys).returncode == 0
+    made = cli("audit", "checkpoint", "--db", trail, "--keys-dir", keys)
+    assert made.returncode == 0, made.stderr
+    checkpoint = tmp_path / "checkpoint.jwt"
+    checkpoint.write_text(made.stdout)
+    verified = cli("audit", "verify", "--db", trail, "--keys-dir", keys, "--checkpoint", checkpoint)
+    assert verified.returncode == 0
+    assert "1 checkpoint(s) hold" in verified.stdout
+
+    with contextlib.closing(sqlite3.connect(trail, isolation_level=None)) as conn:
+        conn.execute("DROP TRIGGER IF EXISTS audit_record_no_delete")
+        conn.execute("DELETE FROM audit_record WHERE seq = (SELECT MAX(seq) FROM audit_record)")
+    # The shortened chain is still a valid chain ...
+    assert cli("audit", "verify", "--db", trail).returncode == 0
+    # ... but not what the checkpoint signed.
+    cut = cli("audit", "verify", "--db", trail, "--keys-dir", keys, "--checkpoint", checkpoint)
+    assert cut.returncode == 1
+    assert f"saw seq {len(SEQUENCE)}: rows were removed from the end" in cut.stderr
+
+
+def test_a_forged_checkpoint_is_refused(trail: Path, tmp_path: Path) -> None:
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    for directory in (mine, theirs):
+        assert cli("keys", "generate", directory).returncode == 0
+    forged = tmp_path / "forged.jwt"
+    forged.write_text(cli("audit", "checkpoint", "--db", trail, "--keys-dir", theirs).stdout)
+    result = cli("audit", "verify", "--db", trail, "--keys-dir", mine, "--checkpoint", forged)
+    assert result.returncode == 1
+    assert "not a valid kube-intent audit checkpoint" in result.stderr
