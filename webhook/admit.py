@@ -109,7 +109,10 @@ async def admit(
 
         outcome = "allowed" if verdict.allowed else "denied"
         if services.events is not None and not verdict.allowed:
-            services.events.denied(info, pod, verdict)
+            try:
+                services.events.denied(info, pod, verdict)
+            except Exception:  # best effort: an Event never changes the answer
+                log.exception("denial event not queued")
         return respond(req, info, verdict)
     finally:
         _observe(webhook, info, services, verdict, outcome, started)
