@@ -10,12 +10,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from identity.grants import GRANT_ANNOTATION
 from webhook import admission
 from webhook.admission import AdmissionRequest
 from webhook.audit import AUDIT_UNAVAILABLE_RULE
 from webhook.decision import RequestInfo, Verdict
 from webhook.deps import Services
-from webhook.detect import DetectError
+from webhook.detect import DetectError, Workload
+from webhook.intent import INTENT_DIGEST_ANNOTATION, ParsedIntent
 from webhook.logs import log_decision
 from webhook.policy import Violation
 
@@ -44,6 +46,26 @@ def request_info(req: AdmissionRequest) -> RequestInfo:
         groups=tuple(req.user_info.groups),
         dry_run=req.dry_run,
     )
+
+
+# Annotations only the mutating webhook writes on a GPU pod it admitted.
+GOVERNED_MARKERS = (INTENT_DIGEST_ANNOTATION, GRANT_ANNOTATION)
+
+
+def was_governed(req: AdmissionRequest) -> bool:
+    """An UPDATE of a pod that was admitted as a GPU pod."""
+    annotations = ((req.old_object or {}).get("metadata") or {}).get("annotations") or {}
+    return req.operation == "UPDATE" and any(key in annotations for key in GOVERNED_MARKERS)
+
+
+async def decide(
+    services: Services, info: RequestInfo, pod: dict[str, Any], workload: Workload
+) -> Verdict:
+    started = time.perf_counter()
+    verdict = await services.decider.decide(info, pod, workload)
+    if verdict.policy_input is not None:
+        services.metrics.opa_latency.observe(time.perf_counter() - started)
+    return verdict
 
 
 async def admit(
@@ -81,13 +103,15 @@ async def admit(
         except DetectError as exc:
             verdict = decider.detect_error_verdict(exc)
         else:
-            if not workload.gpu:
+            if not workload.gpu and not was_governed(req):
                 outcome = "passthrough"
                 return admission.allow(req.uid)
-            opa_started = time.perf_counter()
-            verdict = await decider.decide(info, pod, workload)
-            if verdict.policy_input is not None:
-                services.metrics.opa_latency.observe(time.perf_counter() - opa_started)
+            if not workload.gpu:
+                # Admitted as a GPU pod, no longer one (a DRA claim re-created without an
+                # accelerator class): no policy to ask, but the governed fields stay pinned.
+                verdict = Verdict(allowed=True, workload=workload, intent=ParsedIntent(False))
+            else:
+                verdict = await decide(services, info, pod, workload)
 
         if checks is not None:
             extra = checks(req, verdict)

@@ -15,6 +15,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 INTENT_ANNOTATION = "kube-intent.io/intent"
+# Written by /mutate on admitted GPU pods: the digest the grant is bound to.
+INTENT_DIGEST_ANNOTATION = "kube-intent.io/intent-digest"
 MAX_INTENT_BYTES = 64 * 1024
 MAX_TTL_SECONDS = 86400
 

@@ -10,9 +10,9 @@ from webhook.admission import AdmissionRequest
 from webhook.admit import admit, respond_denial
 from webhook.decision import RequestInfo, Verdict
 from webhook.deps import Services
+from webhook.intent import INTENT_DIGEST_ANNOTATION
 
 SPIFFE_ID_ANNOTATION = "kube-intent.io/spiffe-id"
-INTENT_DIGEST_ANNOTATION = "kube-intent.io/intent-digest"
 
 
 def escape_pointer(token: str) -> str:

@@ -13,8 +13,8 @@ from webhook.admission import AdmissionRequest
 from webhook.admit import admit, respond_denial
 from webhook.decision import RequestInfo, Verdict
 from webhook.deps import Services
-from webhook.intent import INTENT_ANNOTATION
-from webhook.mutate import INTENT_DIGEST_ANNOTATION, SPIFFE_ID_ANNOTATION, identity_annotations
+from webhook.intent import INTENT_ANNOTATION, INTENT_DIGEST_ANNOTATION
+from webhook.mutate import SPIFFE_ID_ANNOTATION, identity_annotations
 from webhook.policy import Violation
 
 RULE_IMMUTABLE = "immutable-governed-fields"

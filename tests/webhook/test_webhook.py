@@ -397,3 +397,26 @@ async def test_other_pod_subresources_are_not_reviewed_as_pods(make_client: AppC
         response = response_of(await post(client, "/validate", body))
     assert response["status"]["code"] == 400
     assert "subresource status" in response["status"]["message"]
+
+
+async def test_a_governed_pod_that_no_longer_looks_like_one_keeps_its_fields_pinned(
+    make_client: AppClient,
+) -> None:
+    """Its DRA claim re-created without an accelerator class: the intent still cannot change."""
+    old = example_pod("allowed-vllm-llama")
+    del old["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+    old["metadata"]["annotations"]["kube-intent.io/intent-digest"] = "sha256:" + "0" * 64
+    edited = copy.deepcopy(old)
+    edited["metadata"]["annotations"]["kube-intent.io/intent"] = "{}"
+    relabelled = copy.deepcopy(old)
+    relabelled["metadata"]["labels"]["team"] = "support"
+    async with make_client() as client:
+        refused = response_of(
+            await post(client, "/validate", review(edited, operation="UPDATE", old=old))
+        )
+        allowed = response_of(
+            await post(client, "/validate", review(relabelled, operation="UPDATE", old=old))
+        )
+    assert refused["allowed"] is False
+    assert "[immutable-governed-fields]" in refused["status"]["message"]
+    assert allowed["allowed"] is True
