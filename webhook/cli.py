@@ -14,8 +14,8 @@ import click
 from identity.cli import keys as keys_group
 from identity.cli import token as token_group
 from identity.registry import AgentRegistry, RegistryError, load_registry_file
-from webhook.audit.cli import audit, default_db, matching, parse_when, run
-from webhook.audit.store import AuditFilter, AuditStore
+from webhook.audit.cli import audit, build_filter, default_db, matching, run
+from webhook.audit.store import AuditStore
 from webhook.decision import Decider
 from webhook.detect import AcceleratorDetector
 from webhook.intent import schema
@@ -233,7 +233,7 @@ def policy_replay(
     candidate: Path, since: str, until: str | None, db: str | None, opa_bin: str | None, output: str
 ) -> None:
     """Re-decide recorded admissions with a candidate policy: what would change, per rule."""
-    query = AuditFilter(kind="admission", since=parse_when(since), until=parse_when(until))
+    query = build_filter({"kind": "admission", "since": since, "until": until})
 
     async def action(store: AuditStore) -> ReplayReport:
         records = [r async for r in matching(store, query, None, order="asc")]

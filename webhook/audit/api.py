@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from kubernetes import client
 
 from webhook.audit.export import record_to_json
-from webhook.audit.store import AuditFilter, AuditStore, parse_when
+from webhook.audit.store import AuditStore, filter_from
 
 log = logging.getLogger("kube_intent.audit.api")
 
@@ -93,21 +93,6 @@ class AccessReviewer:
         return bool(review.status and review.status.allowed)
 
 
-def _filter(params: dict[str, str]) -> AuditFilter:
-    decision = params.get("decision")
-    if decision not in (None, "allowed", "denied"):
-        raise ValueError("decision must be allowed or denied")
-    return AuditFilter(
-        allowed=None if decision is None else decision == "allowed",
-        since=parse_when(params.get("since")),
-        until=parse_when(params.get("until")),
-        namespace=params.get("namespace"),
-        agent=params.get("agent"),
-        user=params.get("user"),
-        rule=params.get("rule"),
-    )
-
-
 async def list_decisions(
     request: Request, store: AuditStore | None, access: AccessReviewer | None
 ) -> JSONResponse:
@@ -127,7 +112,7 @@ async def list_decisions(
     params = dict(request.query_params)
     try:
         page = await store.query(
-            _filter(params), params.get("cursor"), int(params.get("limit", "100"))
+            filter_from(params), params.get("cursor"), int(params.get("limit", "100"))
         )
     except ValueError as exc:
         return JSONResponse({"error": ERR_QUERY.format(detail=exc)}, status_code=400)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -25,20 +24,12 @@ from webhook.audit.export import (
     render,
 )
 from webhook.audit.record import StoredRecord
-from webhook.audit.store import AuditFilter, AuditStore, Order, open_store
-from webhook.audit.store import parse_when as store_parse_when
+from webhook.audit.store import AuditFilter, AuditStore, Order, filter_from, open_store
 from webhook.audit.verify import VerifyResult, verify_store
 from webhook.settings import Settings
 
 T = TypeVar("T")
 PAGE = 500
-
-
-def parse_when(value: str | None) -> datetime | None:
-    try:
-        return store_parse_when(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def default_db() -> str:
@@ -100,24 +91,11 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def build_filter(
-    decision: str | None,
-    since: str | None,
-    until: str | None,
-    namespace: str | None,
-    agent: str | None,
-    user: str | None,
-    rule: str | None,
-) -> AuditFilter:
-    return AuditFilter(
-        allowed=None if decision is None else decision == "allowed",
-        since=parse_when(since),
-        until=parse_when(until),
-        namespace=namespace,
-        agent=agent,
-        user=user,
-        rule=rule,
-    )
+def build_filter(params: Mapping[str, str | None]) -> AuditFilter:
+    try:
+        return filter_from(params)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.group()
@@ -133,7 +111,7 @@ def audit() -> None:
 )
 def list_decisions(db: str | None, limit: int, output: OutputFormat, **filters: Any) -> None:
     """List decisions, newest first."""
-    query = build_filter(**filters)
+    query = build_filter(filters)
 
     async def action(store: AuditStore) -> str:
         return render([r async for r in matching(store, query, limit)], output)
@@ -156,7 +134,7 @@ def show(record_id: int, db: str | None) -> None:
 @filter_options
 def stats(db: str | None, **filters: Any) -> None:
     """Denials by rule, agent, namespace and day."""
-    query = build_filter(**filters)
+    query = build_filter(filters)
 
     async def action(store: AuditStore) -> str:
         return format_stats(compute_stats([r async for r in matching(store, query, None)]))
@@ -171,7 +149,7 @@ def stats(db: str | None, **filters: Any) -> None:
 )
 def export(db: str | None, output: OutputFormat, **filters: Any) -> None:
     """Every matching decision in chain order (JSONL for a SIEM by default)."""
-    query = build_filter(**filters)
+    query = build_filter(filters)
 
     async def action(store: AuditStore) -> None:
         records = [r async for r in matching(store, query, None, order="asc")]

@@ -9,7 +9,7 @@ several processes writing.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
@@ -182,3 +182,29 @@ def parse_when(value: str | None, now: datetime | None = None) -> datetime | Non
     except ValueError:
         raise ValueError(ERR_TIME.format(value=value)) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def filter_from(params: Mapping[str, str | None]) -> AuditFilter:
+    """The filters of `kube-intent audit` and `GET /audit/decisions`, from their text form.
+
+    Keys: decision (allowed|denied), since, until, namespace, agent, user, rule, kind.
+    Raises ValueError, with a message for a person, on a value it cannot read.
+    """
+    decision = params.get("decision")
+    if decision not in (None, "allowed", "denied"):
+        raise ValueError("decision must be allowed or denied")
+    kind = params.get("kind")
+    if kind not in (None, "admission", "token"):
+        raise ValueError("kind must be admission or token")
+    return AuditFilter.model_validate(
+        {
+            "allowed": None if decision is None else decision == "allowed",
+            "since": parse_when(params.get("since")),
+            "until": parse_when(params.get("until")),
+            "namespace": params.get("namespace"),
+            "agent": params.get("agent"),
+            "user": params.get("user"),
+            "rule": params.get("rule"),
+            "kind": kind,
+        }
+    )
