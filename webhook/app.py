@@ -35,7 +35,6 @@ from webhook.deps import (
     Services,
     ServicesDep,
 )
-from webhook.detect import AcceleratorDetector
 from webhook.metrics import Metrics
 from webhook.mutate import handle_mutate
 from webhook.policy import PolicyEngine
@@ -108,9 +107,7 @@ def create_app(
     tokens: TokenExchange | None = None,
 ) -> FastAPI:
     decider = Decider(
-        detector=AcceleratorDetector(
-            settings.accelerator_resources, settings.accelerator_device_classes
-        ),
+        detector=settings.accelerator_detector,
         registry=registry,
         policy=policy,
         trust_domain=settings.trust_domain,

@@ -17,7 +17,6 @@ from identity.registry import AgentRegistry, RegistryError, load_registry_file
 from webhook.audit.cli import audit, build_filter, default_db, matching, run
 from webhook.audit.store import AuditStore
 from webhook.decision import Decider
-from webhook.detect import AcceleratorDetector
 from webhook.intent import schema
 from webhook.opa_process import find_opa, policy_engine
 from webhook.policy import PolicyUnavailable
@@ -163,9 +162,7 @@ async def _review(
     ) as policy:
         await policy.put_agents(registry.to_data())
         decider = Decider(
-            detector=AcceleratorDetector(
-                settings.accelerator_resources, settings.accelerator_device_classes
-            ),
+            detector=settings.accelerator_detector,
             registry=lambda: registry,
             policy=policy,
             trust_domain=settings.trust_domain,

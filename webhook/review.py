@@ -136,7 +136,7 @@ def find_templates(obj: Any, path: str = "") -> Iterator[tuple[str, Mapping[str,
             yield from find_templates(value, f"{path}[{index}]")
 
 
-def _request(document: Mapping[str, Any], namespace: str, name: str, source: str) -> RequestInfo:
+def _request(namespace: str, name: str, source: str) -> RequestInfo:
     return RequestInfo(uid=f"review:{source}", operation="CREATE", namespace=namespace, name=name)
 
 
@@ -170,7 +170,7 @@ def pods_in(
         return
     if kind == "Pod":
         yield PodUnderReview(
-            source, kind, name, namespace, document, _request(document, namespace, name, source)
+            source, kind, name, namespace, document, _request(namespace, name, source)
         )
         return
 
@@ -196,7 +196,7 @@ def pods_in(
             pod_name,
             namespace,
             pod,
-            _request(pod, namespace, pod_name, source),
+            _request(namespace, pod_name, source),
         )
 
 

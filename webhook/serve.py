@@ -154,9 +154,6 @@ async def serve(settings: Settings) -> None:
         )
         events = DenialEvents(api) if api is not None else None
         keys = KeyWatcher(settings.keys_dir) if settings.keys_dir else None
-        detector = AcceleratorDetector(
-            settings.accelerator_resources, settings.accelerator_device_classes
-        )
         grants = tokens = None
         if keys is not None:
             grants = GrantIssuer(
@@ -175,7 +172,7 @@ async def serve(settings: Settings) -> None:
                 token_endpoint=settings.token_endpoint,
                 on_event=TokenAuditor(audit, metrics),
                 audiences=token_audiences(settings),
-                governed=governed_by(detector),
+                governed=governed_by(settings.accelerator_detector),
             )
         app = create_app(
             settings,

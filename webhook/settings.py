@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from webhook.detect import DEFAULT_DEVICE_CLASSES, DEFAULT_RESOURCE_PATTERNS
+from webhook.detect import DEFAULT_DEVICE_CLASSES, DEFAULT_RESOURCE_PATTERNS, AcceleratorDetector
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_POLICIES = PACKAGE_ROOT / "policies"
@@ -60,6 +61,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     graceful_shutdown_seconds: int = Field(default=15, ge=0)
+
+    @cached_property
+    def accelerator_detector(self) -> AcceleratorDetector:
+        """Built once (its patterns are compiled) and shared: it holds no state."""
+        return AcceleratorDetector(self.accelerator_resources, self.accelerator_device_classes)
 
     @property
     def token_endpoint(self) -> str:
