@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from webhook.detect import ClaimKind, StaticClaimResolver
+from webhook.detect import ClaimKind, StaticClaimResolver, claim_references
 
 log = logging.getLogger("kube_intent.claims")
 
@@ -22,24 +21,6 @@ PLURALS: dict[ClaimKind, str] = {
     "ResourceClaimTemplate": "resourceclaimtemplates",
 }
 REQUEST_TIMEOUT_SECONDS = 1.0
-
-
-def claim_references(pod: Mapping[str, Any]) -> list[tuple[ClaimKind, str]]:
-    refs: list[tuple[ClaimKind, str]] = []
-    for entry in (pod.get("spec") or {}).get("resourceClaims") or []:
-        if not isinstance(entry, Mapping):
-            continue
-        # Before Kubernetes 1.31 the names sat under `source`.
-        nested = entry.get("source")
-        source: Mapping[str, Any] = nested if isinstance(nested, Mapping) else entry
-        for kind, field in (
-            ("ResourceClaim", "resourceClaimName"),
-            ("ResourceClaimTemplate", "resourceClaimTemplateName"),
-        ):
-            name = source.get(field)
-            if isinstance(name, str) and name:
-                refs.append((kind, name))  # type: ignore[arg-type]
-    return refs
 
 
 class KubeClaimLookup:

@@ -539,9 +539,7 @@ class AcceleratorDetector:
             if not isinstance(name, str) or not name:
                 raise DetectError("name must be a non-empty string", field=f"{path}.name")
             source, object_name = _claim_source(entry, path)
-            kind: ClaimKind = (
-                "ResourceClaim" if source == "resourceClaimName" else "ResourceClaimTemplate"
-            )
+            kind = CLAIM_KINDS[source]
             obj = resolver.lookup(namespace, kind, object_name) if resolver is not None else None
             if obj is None:
                 # Fail closed: if we cannot see what the claim asks for (no resolver, or the
@@ -679,6 +677,31 @@ def _request_count(alt: Mapping[str, Any], path: str) -> int:
         return parse_count(raw)
     except DetectError as err:
         raise DetectError(err.reason, field=f"{path}.count") from None
+
+
+CLAIM_KINDS: dict[ClaimSource, ClaimKind] = {
+    "resourceClaimName": "ResourceClaim",
+    "resourceClaimTemplateName": "ResourceClaimTemplate",
+}
+
+
+def claim_references(pod: Mapping[str, Any]) -> list[tuple[ClaimKind, str]]:
+    """(kind, name) of the objects the pod's `spec.resourceClaims` name, for a resolver to fetch.
+
+    Malformed entries are skipped here: `AcceleratorDetector.detect` reports them.
+    """
+    refs: list[tuple[ClaimKind, str]] = []
+    spec = pod.get("spec")
+    entries = spec.get("resourceClaims") if isinstance(spec, Mapping) else None
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        if not isinstance(entry, Mapping):
+            continue
+        try:
+            source, name = _claim_source(entry, f"spec.resourceClaims[{i}]")
+        except DetectError:
+            continue
+        refs.append((CLAIM_KINDS[source], name))
+    return refs
 
 
 def _claim_source(entry: Mapping[str, Any], path: str) -> tuple[ClaimSource, str]:

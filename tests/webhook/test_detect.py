@@ -22,6 +22,7 @@ from webhook.detect import (
     DetectError,
     StaticClaimResolver,
     Workload,
+    claim_references,
     parse_count,
 )
 
@@ -1073,3 +1074,22 @@ def test_every_fixture_is_exercised() -> None:
     on_disk = sorted(p.name for p in MANIFESTS.glob("*.yaml"))
     assert on_disk, "fixture directory is empty"
     assert [name for name in on_disk if f'"{name}"' not in source] == []
+
+
+def test_claim_references_name_what_a_resolver_must_fetch() -> None:
+    pod = {
+        "spec": {
+            "resourceClaims": [
+                {"name": "a", "resourceClaimTemplateName": "two-gpus"},
+                {"name": "b", "resourceClaimName": "shared-gpu"},
+                {"name": "c", "source": {"resourceClaimName": "legacy"}},
+                {"name": "d"},  # malformed: left for detect() to report
+                "not-a-claim",
+            ]
+        }
+    }
+    assert claim_references(pod) == [
+        ("ResourceClaimTemplate", "two-gpus"),
+        ("ResourceClaim", "shared-gpu"),
+        ("ResourceClaim", "legacy"),
+    ]
