@@ -26,8 +26,9 @@ from .rows import (
     COLUMNS,
     INSERT_COLUMNS,
     TABLE,
-    SqlReads,
+    SqlStoreBase,
     record_params,
+    schema_is_current,
 )
 from .store import (
     StoreCounters,
@@ -115,12 +116,7 @@ async def _schema_version(conn: psycopg.AsyncConnection[Any]) -> int:
 
 async def _migrate(conn: psycopg.AsyncConnection[Any]) -> None:
     current = await _schema_version(conn)
-    if current > SCHEMA_VERSION:
-        raise AuditStoreError(
-            f"audit database schema version {current} is newer than this kube-intent "
-            f"(knows up to {SCHEMA_VERSION}); upgrade kube-intent"
-        )
-    if current == SCHEMA_VERSION:
+    if schema_is_current(current, SCHEMA_VERSION):
         return  # nothing to write: a read-only role can open an up-to-date database
     async with conn.transaction():
         # Replicas starting together: one migrates, the others wait and then see it done.
@@ -145,7 +141,7 @@ class _WriteRequest:
     future: asyncio.Future[list[StoredRecord]]
 
 
-class PostgresStore(SqlReads):
+class PostgresStore(SqlStoreBase):
     """``AuditStore`` over PostgreSQL. Create it with ``await PostgresStore.open(dsn)``."""
 
     dialect = "postgres"
@@ -182,9 +178,6 @@ class PostgresStore(SqlReads):
         )
 
     # -- write path -------------------------------------------------------------------------
-
-    async def append(self, record: AuditRecord) -> StoredRecord:
-        return (await self.append_many([record]))[0]
 
     async def append_many(self, records: Sequence[AuditRecord]) -> list[StoredRecord]:
         if not records:

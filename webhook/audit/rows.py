@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from .errors import CorruptRecord
-from .record import StoredRecord, canonical_json, format_time, parse_time, to_utc
+from .errors import AuditStoreError, CorruptRecord
+from .record import AuditRecord, StoredRecord, canonical_json, format_time, parse_time, to_utc
 from .store import AuditFilter, AuditPage, Order, check_limit, decode_cursor, make_page
 
 Dialect = Literal["sqlite", "postgres"]
@@ -164,14 +164,31 @@ def build_query(
     return sql, params
 
 
-class SqlReads:
-    """The reads both SQL stores share; a store supplies `_fetchall`, `dialect`, `iter_batch`."""
+def schema_is_current(current: int, latest: int) -> bool:
+    """True when no migration is needed; refuses a database written by a newer kube-intent."""
+    if current > latest:
+        raise AuditStoreError(
+            f"audit database schema version {current} is newer than this kube-intent "
+            f"(knows up to {latest}); upgrade kube-intent"
+        )
+    return current == latest
+
+
+class SqlStoreBase:
+    """What both SQL stores share; a store supplies `_fetchall`, `append_many`, `dialect`,
+    `iter_batch`."""
 
     dialect: Dialect
     iter_batch: int
 
     async def _fetchall(self, sql: str, params: Sequence[object]) -> list[Any]:
         raise NotImplementedError
+
+    async def append_many(self, records: Sequence[AuditRecord]) -> list[StoredRecord]:
+        raise NotImplementedError
+
+    async def append(self, record: AuditRecord) -> StoredRecord:
+        return (await self.append_many([record]))[0]
 
     def _sql(self, sql: str) -> str:
         return sql if self.dialect == "sqlite" else sql.replace("?", "%s")

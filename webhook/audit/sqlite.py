@@ -29,8 +29,9 @@ from .record import GENESIS_HASH, AuditRecord, StoredRecord, format_time
 from .rows import (
     INSERT_COLUMNS,
     TABLE,
-    SqlReads,
+    SqlStoreBase,
     record_params,
+    schema_is_current,
 )
 from .store import (
     StoreCounters,
@@ -148,12 +149,7 @@ def _schema_version(conn: sqlite3.Connection) -> int:
 
 def _migrate(conn: sqlite3.Connection) -> None:
     current = _schema_version(conn)
-    if current > SCHEMA_VERSION:
-        raise AuditStoreError(
-            f"audit database schema version {current} is newer than this kube-intent "
-            f"(knows up to {SCHEMA_VERSION}); upgrade kube-intent"
-        )
-    if current == SCHEMA_VERSION:
+    if schema_is_current(current, SCHEMA_VERSION):
         return  # nothing to write: read-only users can open an up-to-date database
     conn.execute("BEGIN IMMEDIATE")  # serialises concurrent openers
     try:
@@ -198,7 +194,7 @@ def _settle(
         request.loop.call_soon_threadsafe(apply)
 
 
-class SQLiteStore(SqlReads):
+class SQLiteStore(SqlStoreBase):
     """``AuditStore`` over one SQLite file. Create it with ``await SQLiteStore.open(path)``."""
 
     dialect = "sqlite"
@@ -249,9 +245,6 @@ class SQLiteStore(SqlReads):
             conn.close()
 
     # -- write path -------------------------------------------------------------------------
-
-    async def append(self, record: AuditRecord) -> StoredRecord:
-        return (await self.append_many([record]))[0]
 
     async def append_many(self, records: Sequence[AuditRecord]) -> list[StoredRecord]:
         if not records:
