@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import EXAMPLES, AppClient, example_pod, review
+from tests.identity.support import apply_patch
 from webhook.metrics import Metrics
 from webhook.opa_process import free_port
 from webhook.policy import OpaPolicyEngine
@@ -37,24 +38,6 @@ def patch_of(response: dict[str, Any]) -> list[dict[str, Any]]:
     assert response["patchType"] == "JSONPatch"
     patch: list[dict[str, Any]] = json.loads(base64.b64decode(response["patch"]))
     return patch
-
-
-def apply_patch(pod: dict[str, Any], patch: list[dict[str, Any]]) -> dict[str, Any]:
-    """A minimal RFC 6902 'add' for the paths the webhook emits."""
-    pod = copy.deepcopy(pod)
-    for op in patch:
-        assert op["op"] == "add"
-        *parents, last = [
-            p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]
-        ]
-        target = pod
-        for part in parents:
-            target = target[int(part)] if isinstance(target, list) else target[part]
-        if isinstance(target, list):
-            target.append(op["value"]) if last == "-" else target.insert(int(last), op["value"])
-        else:
-            target[last] = op["value"]
-    return pod
 
 
 @pytest.mark.parametrize("webhook", ["/mutate", "/validate"])

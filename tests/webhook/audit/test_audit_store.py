@@ -22,6 +22,7 @@ from webhook.audit import (
     open_store,
     verify_store,
 )
+from webhook.audit.rows import schema_is_current
 
 CHAIN_FIELDS = {"id", "seq", "prev_hash", "hash"}
 
@@ -262,3 +263,15 @@ async def test_open_postgres_down_fails_unless_lazy() -> None:
             await lazy.append(full_record())
     finally:
         await lazy.close()
+
+
+@pytest.mark.parametrize(
+    ("current", "migrate"), [(0, True), (1, True), (2, False)], ids=["empty", "older", "current"]
+)
+def test_schema_version_decides_whether_to_migrate(current: int, migrate: bool) -> None:
+    assert schema_is_current(current, 2) is not migrate
+
+
+def test_a_database_from_a_newer_kube_intent_is_refused() -> None:
+    with pytest.raises(AuditStoreError, match="schema version 3 is newer than this kube-intent"):
+        schema_is_current(3, 2)
