@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -73,6 +74,13 @@ class AdmissionReview(BaseModel):
     api_version: Literal["admission.k8s.io/v1"] = Field(alias="apiVersion")
     kind: Literal["AdmissionReview"]
     request: AdmissionRequest | None = None
+
+
+def metadata_map(obj: Mapping[str, Any] | None, key: str) -> Mapping[str, Any]:
+    """`metadata.<key>` (labels, annotations) of a pod, `{}` when absent or malformed."""
+    metadata = (obj or {}).get("metadata")
+    value = metadata.get(key) if isinstance(metadata, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
 
 
 class ReviewParseError(Exception):

@@ -54,7 +54,7 @@ GOVERNED_MARKERS = (INTENT_DIGEST_ANNOTATION, GRANT_ANNOTATION)
 
 def was_governed(req: AdmissionRequest) -> bool:
     """An UPDATE of a pod that was admitted as a GPU pod."""
-    annotations = ((req.old_object or {}).get("metadata") or {}).get("annotations") or {}
+    annotations = admission.metadata_map(req.old_object, "annotations")
     return req.operation == "UPDATE" and any(key in annotations for key in GOVERNED_MARKERS)
 
 

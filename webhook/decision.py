@@ -11,6 +11,7 @@ from typing import Any
 
 from identity.binding import IdentityBinding, bind
 from identity.registry import AgentRegistry
+from webhook.admission import metadata_map
 from webhook.detect import AcceleratorDetector, ClaimResolver, DetectError, Workload
 from webhook.intent import INTENT_ANNOTATION, ParsedIntent, parse_intent
 from webhook.policy import Enforcement, PolicyDecision, PolicyEngine, PolicyUnavailable, Violation
@@ -109,10 +110,7 @@ class Decider:
         workload: Workload,
     ) -> Verdict:
         """Full decision for a GPU pod (callers short-circuit non-GPU pods before this)."""
-        annotations = (pod.get("metadata") or {}).get("annotations") or {}
-        raw_intent = (
-            annotations.get(INTENT_ANNOTATION) if isinstance(annotations, Mapping) else None
-        )
+        raw_intent = metadata_map(pod, "annotations").get(INTENT_ANNOTATION)
         intent = parse_intent(
             raw_intent if isinstance(raw_intent, str) or raw_intent is None else str(raw_intent)
         )

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from typing import Any
 
 from identity.binding import AGENT_LABEL
 from identity.grants import GRANT_ANNOTATION, GRANT_VOLUME, TOKEN_VOLUME, grant_checks
 from webhook import admission
-from webhook.admission import AdmissionRequest
+from webhook.admission import AdmissionRequest, metadata_map
 from webhook.admit import admit, respond_denial
 from webhook.decision import RequestInfo, Verdict
 from webhook.deps import Services
@@ -42,14 +41,6 @@ ERR_INTEGRITY = (
 )
 
 
-def _labels(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return ((obj or {}).get("metadata") or {}).get("labels") or {}
-
-
-def _annotations(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return ((obj or {}).get("metadata") or {}).get("annotations") or {}
-
-
 def _shown(field: str, value: object) -> object:
     if GRANT_ANNOTATION in field and isinstance(value, str):
         return f"<grant sha256:{hashlib.sha256(value.encode()).hexdigest()[:12]}>"
@@ -59,7 +50,10 @@ def _shown(field: str, value: object) -> object:
 def immutable_changes(req: AdmissionRequest) -> list[Violation]:
     if req.operation != "UPDATE" or req.old_object is None:
         return []
-    old_ann, new_ann = _annotations(req.old_object), _annotations(req.object)
+    old_ann, new_ann = (
+        metadata_map(req.old_object, "annotations"),
+        metadata_map(req.object, "annotations"),
+    )
     pairs = [
         (f"metadata.annotations[{key}]", old_ann.get(key), new_ann.get(key))
         for key in IMMUTABLE_ANNOTATIONS
@@ -69,8 +63,8 @@ def immutable_changes(req: AdmissionRequest) -> list[Violation]:
     pairs.append(
         (
             f"metadata.labels[{AGENT_LABEL}]",
-            _labels(req.old_object).get(AGENT_LABEL),
-            _labels(req.object).get(AGENT_LABEL),
+            metadata_map(req.old_object, "labels").get(AGENT_LABEL),
+            metadata_map(req.object, "labels").get(AGENT_LABEL),
         )
     )
     return [
@@ -86,7 +80,7 @@ def immutable_changes(req: AdmissionRequest) -> list[Violation]:
 
 def integrity(req: AdmissionRequest, verdict: Verdict) -> list[Violation]:
     """Our own annotations, when present, must match what the final pod says (mutated or forged)."""
-    annotations = _annotations(req.object)
+    annotations = metadata_map(req.object, "annotations")
     violations = []
     for key, expected in identity_annotations(verdict).items():
         actual = annotations.get(key)
@@ -133,7 +127,7 @@ async def handle_validate(req: AdmissionRequest, services: Services) -> dict[str
         if req.operation == "CREATE" and services.keys is not None:
             settings = services.settings
             found += grant_checks(
-                _annotations(req.object),
+                metadata_map(req.object, "annotations"),
                 verdict,
                 services.keys(),
                 settings.issuer,

@@ -6,11 +6,12 @@ final object), so each pod creation leaves one row. Dry-run requests leave none.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jwt
 
+from webhook.admission import metadata_map
 from webhook.audit.buffer import AuditLog
 from webhook.audit.record import AcceleratorSummary, AuditRecord, Violation
 from webhook.decision import RequestInfo, Verdict
@@ -19,9 +20,9 @@ from webhook.metrics import Metrics
 GRANT_ANNOTATION = "kube-intent.io/grant"
 
 
-def grant_jti(annotations: object) -> str | None:
+def grant_jti(annotations: Mapping[str, Any]) -> str | None:
     """The jti of the pod's grant, for cross-reference only (/validate verifies the grant)."""
-    token = annotations.get(GRANT_ANNOTATION) if isinstance(annotations, dict) else None
+    token = annotations.get(GRANT_ANNOTATION)
     if not isinstance(token, str):
         return None
     try:
@@ -37,8 +38,7 @@ def admission_record(
 ) -> AuditRecord:
     identity = verdict.identity
     workload = verdict.workload
-    pod = (verdict.policy_input or {}).get("pod") or {}
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    annotations = metadata_map((verdict.policy_input or {}).get("pod"), "annotations")
     return AuditRecord(
         uid=request.uid,
         operation=request.operation,
