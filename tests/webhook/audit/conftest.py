@@ -10,6 +10,7 @@ Each test gets its own schema (``search_path`` in the DSN), so tests never see e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -30,12 +31,9 @@ from tests.webhook.audit.audit_testlib import (
 from webhook.audit import AuditRecord, AuditStore, open_store
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
-    external = os.environ.get("KUBE_INTENT_TEST_PG_DSN")
-    if external:
-        yield PgCluster(dsn=external)
-        return
+@contextlib.contextmanager
+def own_cluster() -> Iterator[PgCluster]:
+    """A throwaway PostgreSQL cluster from Debian's binaries (skip, or fail in CI, without)."""
     bindir = find_pg_bindir()
     if bindir is None:
         no_binaries()
@@ -45,6 +43,16 @@ def pg_cluster() -> Iterator[PgCluster]:
         yield cluster
     finally:
         cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    external = os.environ.get("KUBE_INTENT_TEST_PG_DSN")
+    if external:
+        yield PgCluster(dsn=external)
+        return
+    with own_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")
@@ -53,15 +61,8 @@ def pg_control(pg_cluster: PgCluster) -> Iterator[PgCluster]:
     if pg_cluster.controllable:
         yield pg_cluster
         return
-    bindir = find_pg_bindir()
-    if bindir is None:
-        no_binaries()
-    assert bindir is not None
-    cluster = PgCluster.create(bindir)
-    try:
+    with own_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture
