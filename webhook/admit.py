@@ -63,8 +63,10 @@ async def decide(
 ) -> Verdict:
     started = time.perf_counter()
     verdict = await services.decider.decide(info, pod, workload)
-    if verdict.policy_input is not None:
+    if verdict.policy_input is not None:  # OPA was asked
         services.metrics.opa_latency.observe(time.perf_counter() - started)
+        if verdict.decision is None:
+            services.metrics.opa_errors.inc()
     return verdict
 
 

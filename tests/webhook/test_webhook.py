@@ -135,12 +135,14 @@ async def dead_opa() -> AsyncIterator[OpaPolicyEngine]:
 async def test_opa_down_denies_gpu_pods_with_a_clear_message(
     make_client: AppClient, dead_opa: OpaPolicyEngine
 ) -> None:
-    async with make_client(policy=dead_opa) as client:
+    metrics = Metrics()
+    async with make_client(policy=dead_opa, metrics=metrics) as client:
         response = response_of(
             await post(client, "/mutate", review(example_pod("allowed-vllm-llama")))
         )
     assert response["allowed"] is False
     assert "[policy-engine]" in response["status"]["message"]
+    assert metrics.registry.get_sample_value("kube_intent_opa_errors_total") == 1
     assert "unreachable" in response["status"]["message"]
 
 
