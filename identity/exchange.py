@@ -111,6 +111,14 @@ KNOWN_PARAMETERS = frozenset(
 )
 
 Event = Callable[[str, dict[str, Any]], Awaitable[None] | None]
+# "Was this pod reviewed by both webhooks?" (the same resolved accelerator detection).
+Governed = Callable[[dict[str, Any]], Awaitable[bool]]
+# "Was this pod's admission, with this grant, allowed and recorded?" (pod UID, grant jti).
+Admitted = Callable[[str, str], Awaitable[bool]]
+
+
+class LedgerUnavailable(Exception):
+    """The record of admissions could not be read (not: it holds no such admission)."""
 
 
 class KubeUnavailable(Exception):
@@ -298,8 +306,9 @@ class TokenExchange:
         *,
         token_endpoint: str | None = None,
         on_event: Event | None = None,
+        admitted: Admitted,
+        governed: Governed,
         audiences: Callable[[], frozenset[str]] | None = None,
-        governed: Callable[[dict[str, Any]], bool] | None = None,
         access_token_ttl: int = ACCESS_TOKEN_TTL_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -310,6 +319,7 @@ class TokenExchange:
         self.agents = agents
         self.on_event = on_event
         self.audiences = audiences
+        self.admitted = admitted
         self.governed = governed
         self.access_token_ttl = access_token_ttl
         self.clock = clock
@@ -396,7 +406,7 @@ class TokenExchange:
             raise Refusal("invalid_grant", "pod:finished")
         # Only pods that both webhooks reviewed: a pod without accelerators is never sent to
         # them, so a grant copied onto one (with forged annotations) must buy nothing.
-        if self.governed is not None and not self.governed(pod):
+        if not await self.governed(pod):
             raise Refusal("invalid_grant", "pod:not-governed")
         spec_sa = (pod.get("spec") or {}).get("serviceAccountName") or DEFAULT_SERVICE_ACCOUNT
         if spec_sa != who.service_account:
@@ -427,6 +437,15 @@ class TokenExchange:
         labels = metadata.get("labels") or {}
         if labels.get(AGENT_LABEL) != claims.agent:
             raise Refusal("invalid_grant", "grant:agent")
+        # The signature says kube-intent minted this grant, not that this pod was admitted with
+        # it: a dry run, a copy on another pod, or a forged review all carry valid grants. The
+        # audit trail's allowed row for this pod UID and this grant is what says so.
+        try:
+            admitted = await self.admitted(who.pod_uid, claims.jti)
+        except LedgerUnavailable as exc:
+            raise Refusal("temporarily_unavailable", f"ledger:{exc}", status=503) from None
+        if not admitted:
+            raise Refusal("invalid_grant", "pod:not-admitted")
         return claims
 
     def _check_agent(self, who: PodIdentity, claims: GrantClaims) -> None:

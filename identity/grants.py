@@ -23,6 +23,7 @@ from webhook.intent import ttl_seconds
 from webhook.policy import Violation
 
 GRANT_ANNOTATION = "kube-intent.io/grant"
+GRANT_PATH = "/metadata/annotations/kube-intent.io~1grant"
 GRANT_TYP = "kube-intent-grant+jwt"
 
 # Names and paths, not secrets (ruff S105 reads "TOKEN" in a name as a password).
@@ -77,6 +78,10 @@ ERR_GRANT_MISSING = (
 )
 ERR_GRANT_INVALID = "metadata.annotations[" + GRANT_ANNOTATION + "] {problem}: {hint}"
 HINT_RECREATE = "delete the annotation and recreate the pod so that kube-intent mints a new grant"
+ERR_ENV_OWNED = (
+    "{field} is set by kube-intent and must appear once with its value (found {count}): "
+    "remove it from the pod spec, and check that no later mutating webhook adds it"
+)
 ERR_GRANT_SCOPE = (
     "metadata.annotations[" + GRANT_ANNOTATION + "] holds scopes {extra} that the policy no "
     "longer allows: recreate the pod so that kube-intent mints a grant for the current policy"
@@ -329,14 +334,19 @@ class GrantIssuer:
             return []
         ops: list[dict[str, Any]] = []
         existing = annotations.get(GRANT_ANNOTATION)
-        if not (isinstance(existing, str) and self.reusable(existing, due)):
+        if request.dry_run:
+            # A dry run leaves no audit row, so nothing may be signed for it: the answer shows
+            # the volumes and env a real request gets, and the grant's place stays empty.
+            if existing is not None:
+                ops.append({"op": "remove", "path": GRANT_PATH})
+        elif not (isinstance(existing, str) and self.reusable(existing, due)):
             grant = self.mint(due)
-            if self.on_mint is not None and not request.dry_run:
+            if self.on_mint is not None:
                 self.on_mint(grant.claims)
             ops.append(
                 {
                     "op": "add",
-                    "path": "/metadata/annotations/" + escape_pointer(GRANT_ANNOTATION),
+                    "path": GRANT_PATH,
                     "value": grant.token,
                 }
             )
@@ -344,11 +354,6 @@ class GrantIssuer:
 
 
 # -- the pod patch (pure JSON, no grant value) -------------------------------------------------
-
-
-def escape_pointer(token: str) -> str:
-    """RFC 6901: '~' and '/' inside a JSON Pointer token."""
-    return token.replace("~", "~0").replace("/", "~1")
 
 
 def grant_volumes(issuer: str) -> list[dict[str, Any]]:
@@ -415,6 +420,46 @@ def covers(actual: Any, wanted: Any) -> bool:
     return bool(actual == wanted)
 
 
+def owned_env(parent: str, current: Any, wanted: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ops that leave exactly one env entry of each of our names, with our value.
+
+    The API server accepts duplicate env names and the container gets the last one, so a pod
+    author's second `KUBE_INTENT_TOKEN_ENDPOINT` would win over ours: every entry using one of
+    our names is removed (highest index first, so earlier indexes stay valid) before ours go
+    in. Nothing changes when the pod already has exactly ours (reinvocation).
+    """
+    if not isinstance(current, list):
+        return [{"op": "add", "path": parent, "value": list(wanted)}]
+    names = {item["name"] for item in wanted}
+    ours = [
+        i
+        for i, item in enumerate(current)
+        if isinstance(item, Mapping) and item.get("name") in names
+    ]
+    if len(ours) == len(wanted) and all(
+        any(covers(current[i], item) for i in ours) for item in wanted
+    ):
+        return []
+    removals = [{"op": "remove", "path": f"{parent}/{i}"} for i in reversed(ours)]
+    return removals + [{"op": "add", "path": f"{parent}/-", "value": item} for item in wanted]
+
+
+def env_violations(pod: Mapping[str, Any], token_endpoint: str) -> list[Violation]:
+    """The final pod (after every mutator) has each of our env names once, with our value."""
+    wanted = {item["name"]: item for item in grant_env(token_endpoint)}
+    violations = []
+    for index, container in enumerate((pod.get("spec") or {}).get("containers") or []):
+        env = container.get("env") if isinstance(container, Mapping) else None
+        entries = [e for e in env or [] if isinstance(e, Mapping) and e.get("name") in wanted]
+        for name, item in wanted.items():
+            mine = [e for e in entries if e.get("name") == name]
+            if len(mine) != 1 or not covers(mine[0], item):
+                field = f"spec.containers[{index}].env[{name}]"
+                message = ERR_ENV_OWNED.format(field=field, count=len(mine))
+                violations.append(Violation(rule=RULE_GRANT, field=field, message=message))
+    return violations
+
+
 def ensure_items(
     parent: str, current: Any, wanted: Sequence[dict[str, Any]], key: str
 ) -> list[dict[str, Any]]:
@@ -455,7 +500,7 @@ def pod_patch(pod: Mapping[str, Any], issuer: str, token_endpoint: str) -> list[
         ops += ensure_items(
             f"{base}/volumeMounts", container.get("volumeMounts"), grant_mounts(), "mountPath"
         )
-        ops += ensure_items(f"{base}/env", container.get("env"), grant_env(token_endpoint), "name")
+        ops += owned_env(f"{base}/env", container.get("env"), grant_env(token_endpoint))
     return ops
 
 

@@ -171,6 +171,7 @@ test_rule_catalog if {
 		"egress-allowed": "deny",
 		"accelerator-budget": "deny",
 		"accelerator-declared": "deny",
+		"accelerator-side-door": "deny",
 		"grant-ttl-cap": "warn",
 		"image-registry": "deny",
 		"justification-required": "warn",

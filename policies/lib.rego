@@ -168,6 +168,14 @@ accelerator_claims := [claim |
 	claim.accelerator == true
 ]
 
+# Paths to devices that allocate nothing (env vars a runtime hook reads, device
+# hostPath volumes, privileged containers, a GPU runtime class without an
+# allocation, device annotations): never counted, refused by accelerator-side-door.
+workload_side_doors := [door |
+	some door in input.workload.sideDoors
+	is_object(door)
+]
+
 workload_total := input.workload.total if {
 	is_number(input.workload.total)
 } else := sum([_count(use) | some use in workload_accelerators]) + sum([_count(claim) | some claim in accelerator_claims])
@@ -204,6 +212,13 @@ container_path(use) := sprintf("spec.%s[%d]", [key, indices[0]]) if {
 	indices := [i | some i, c in pod_spec[key]; c.name == use.container]
 	count(indices) > 0
 } else := sprintf("spec.containers[name=%v]", [object.get(use, "container", "?")])
+
+# The field a pod author edits to change an accelerator use: what the webhook
+# reports (a container's resources, or a GPU-sharing annotation), else derived.
+accelerator_use_field(use) := use.field if {
+	is_string(use.field)
+	use.field != ""
+} else := sprintf("%s.resources", [container_path(use)])
 
 # JSON path of a pod-level resource claim, e.g. spec.resourceClaims[0].
 claim_path(claim) := sprintf("spec.resourceClaims[%d]", [indices[0]]) if {

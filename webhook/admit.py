@@ -17,9 +17,11 @@ from webhook.audit import AUDIT_UNAVAILABLE_RULE
 from webhook.decision import RequestInfo, Verdict
 from webhook.deps import Services
 from webhook.detect import DetectError, Workload
+from webhook.incidents import SEE_LOG, report
 from webhook.intent import INTENT_DIGEST_ANNOTATION, ParsedIntent
+from webhook.limits import bound_violations, pod_limits
 from webhook.logs import log_decision
-from webhook.policy import Violation
+from webhook.policy import PolicyInputRejected, Violation
 
 log = logging.getLogger("kube_intent.admit")
 
@@ -31,9 +33,15 @@ ERR_AUDIT_DOWN = (
     "the audit store is unavailable and audit is required for GPU pods; retry shortly "
     "(operators: check the audit database, or set audit.required=false to admit while it is down)"
 )
+RULE_INTERNAL = "internal-error"
+RULE_POLICY_INPUT = "policy-input"
+ERR_INTERNAL_ERROR = (
+    "kube-intent could not evaluate this pod because of an internal error, and denied it "
+    "to fail safe: " + SEE_LOG
+)
 
 
-def request_info(req: AdmissionRequest) -> RequestInfo:
+def request_info(req: AdmissionRequest, *, authenticated: bool = False) -> RequestInfo:
     obj = req.object or {}
     metadata = obj.get("metadata") or {}
     name = req.name or metadata.get("name") or metadata.get("generateName") or ""
@@ -45,6 +53,8 @@ def request_info(req: AdmissionRequest) -> RequestInfo:
         username=req.user_info.username,
         groups=tuple(req.user_info.groups),
         dry_run=req.dry_run,
+        pod_uid=str(metadata.get("uid") or ""),
+        authenticated=authenticated,
     )
 
 
@@ -62,7 +72,14 @@ async def decide(
     services: Services, info: RequestInfo, pod: dict[str, Any], workload: Workload
 ) -> Verdict:
     started = time.perf_counter()
-    verdict = await services.decider.decide(info, pod, workload)
+    try:
+        verdict = await services.decider.decide(info, pod, workload)
+    except PolicyInputRejected as exc:
+        # A bad pod, not an engine outage: denied whatever the fail-open setting says.
+        violation = Violation(rule=RULE_POLICY_INPUT, message=str(exc))
+        return Verdict(
+            allowed=False, workload=workload, intent=ParsedIntent(False), violations=[violation]
+        )
     if verdict.policy_input is not None:  # OPA was asked
         services.metrics.opa_latency.observe(time.perf_counter() - started)
         if verdict.decision is None:
@@ -77,11 +94,12 @@ async def admit(
     *,
     respond: Respond,
     checks: Checks | None = None,
+    authenticated: bool = False,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     outcome = "error"
     verdict: Verdict | None = None
-    info = request_info(req)
+    info = request_info(req, authenticated=authenticated)
     try:
         if not req.is_pod:
             outcome = "rejected"
@@ -96,52 +114,110 @@ async def admit(
             return admission.allow(req.uid)
 
         pod = req.object
-        decider = services.decider
         try:
-            resolver = (
-                await services.claims.resolver_for(info.namespace, pod) if services.claims else None
-            )
-            workload = decider.detect(pod, info.namespace, resolver)
-        except DetectError as exc:
-            verdict = decider.detect_error_verdict(exc)
-        else:
-            if not workload.gpu and not was_governed(req):
-                outcome = "passthrough"
-                return admission.allow(req.uid)
-            if not workload.gpu:
-                # Admitted as a GPU pod, no longer one (a DRA claim re-created without an
-                # accelerator class): no policy to ask, but the governed fields stay pinned.
-                verdict = Verdict(allowed=True, workload=workload, intent=ParsedIntent(False))
-            else:
-                verdict = await decide(services, info, pod, workload)
+            verdict = await _evaluate(req, info, pod, services, checks)
+        except Exception as exc:
+            # A bug met on some input, anywhere on the decision path: the pod may be a GPU pod,
+            # so it is denied, and audited, counted and reported like every other denial.
+            verdict = _internal_error(webhook, info, services, exc)
+        if verdict is None:
+            outcome = "passthrough"
+            return admission.allow(req.uid)
+        # Policies and checks quote pod values (an image name) in their messages.
+        verdict.violations = bound_violations(verdict.violations)
 
-        if checks is not None:
-            extra = checks(req, verdict)
-            verdict.violations = [*verdict.violations, *extra]
-            verdict.allowed = verdict.allowed and not any(v.enforcement == "deny" for v in extra)
-
-        if services.recorder is not None and not info.dry_run:
-            latency_ms = (time.perf_counter() - started) * 1000
-            try:
-                await services.recorder.record(webhook, info, verdict, latency_ms)
-            except Exception as exc:  # the recorder buffers; an exception means "required and down"
-                log.error("audit record failed", exc_info=exc)
-                if verdict.allowed and services.settings.audit_required:
-                    verdict.violations = [
-                        *verdict.violations,
-                        Violation(rule=AUDIT_UNAVAILABLE_RULE, message=ERR_AUDIT_DOWN),
-                    ]
-                    verdict.allowed = False
-
+        await _record(webhook, info, services, verdict, started)
         outcome = "allowed" if verdict.allowed else "denied"
-        if services.events is not None and not verdict.allowed:
-            try:
-                services.events.denied(info, pod, verdict)
-            except Exception:  # best effort: an Event never changes the answer
-                log.exception("denial event not queued")
-        return respond(req, info, verdict)
+        _event(info, pod, services, verdict)
+        try:
+            return respond(req, info, verdict)
+        except Exception as exc:  # building the answer (the patch, a grant) failed
+            verdict = _internal_error(webhook, info, services, exc)
+            outcome = "denied"
+            await _record(webhook, info, services, verdict, started)
+            _event(info, pod, services, verdict)
+            return respond_denial(req, info, verdict)
     finally:
         _observe(webhook, info, services, verdict, outcome, started)
+
+
+async def _evaluate(
+    req: AdmissionRequest,
+    info: RequestInfo,
+    pod: dict[str, Any],
+    services: Services,
+    checks: Checks | None,
+) -> Verdict | None:
+    """The verdict for a pod CREATE or UPDATE; None when the pod is none of our business."""
+    decider = services.decider
+    # Before the claim lookups (a cluster read each), detection and OPA: a pathological pod is
+    # refused for what it is, not by a timeout that reads like an outage.
+    excess = pod_limits(pod)
+    if excess:
+        verdict = Verdict(allowed=False, workload=None, intent=ParsedIntent(False))
+        verdict.violations = excess
+        return verdict
+    try:
+        resolver = (
+            await services.claims.resolver_for(info.namespace, pod) if services.claims else None
+        )
+        workload = decider.detect(pod, info.namespace, resolver)
+    except DetectError as exc:
+        verdict = decider.detect_error_verdict(exc)
+    else:
+        if not workload.gpu and not was_governed(req):
+            return None
+        if not workload.gpu:
+            # Admitted as a GPU pod, no longer one (a DRA claim re-created without an
+            # accelerator class): no policy to ask, but the governed fields stay pinned.
+            verdict = Verdict(allowed=True, workload=workload, intent=ParsedIntent(False))
+        else:
+            verdict = await decide(services, info, pod, workload)
+
+    if checks is not None:
+        extra = checks(req, verdict)
+        verdict.violations = [*verdict.violations, *extra]
+        verdict.allowed = verdict.allowed and not any(v.enforcement == "deny" for v in extra)
+    return verdict
+
+
+def _internal_error(
+    webhook: Webhook, info: RequestInfo, services: Services, exc: Exception
+) -> Verdict:
+    ref = report(log, "admission failed", exc=exc, webhook=webhook, uid=info.uid)
+    try:
+        services.metrics.internal_errors.labels(webhook).inc()
+    except Exception:  # best effort: metrics never change a verdict
+        log.exception("recording metrics failed")
+    violation = Violation(rule=RULE_INTERNAL, message=ERR_INTERNAL_ERROR.format(ref=ref))
+    return Verdict(allowed=False, workload=None, intent=ParsedIntent(False), violations=[violation])
+
+
+async def _record(
+    webhook: Webhook, info: RequestInfo, services: Services, verdict: Verdict, started: float
+) -> None:
+    if services.recorder is None or info.dry_run:
+        return
+    latency_ms = (time.perf_counter() - started) * 1000
+    try:
+        await services.recorder.record(webhook, info, verdict, latency_ms)
+    except Exception as exc:  # the recorder buffers; an exception means "required and down"
+        log.error("audit record failed", exc_info=exc)
+        if verdict.allowed and services.settings.audit_required:
+            verdict.violations = [
+                *verdict.violations,
+                Violation(rule=AUDIT_UNAVAILABLE_RULE, message=ERR_AUDIT_DOWN),
+            ]
+            verdict.allowed = False
+
+
+def _event(info: RequestInfo, pod: dict[str, Any], services: Services, verdict: Verdict) -> None:
+    if services.events is None or verdict.allowed:
+        return
+    try:
+        services.events.denied(info, pod, verdict)
+    except Exception:  # best effort: an Event never changes the answer
+        log.exception("denial event not queued")
 
 
 def respond_denial(req: AdmissionRequest, info: RequestInfo, verdict: Verdict) -> dict[str, Any]:

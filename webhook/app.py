@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import ClientDisconnect
 
 from identity.exchange import (
     DETAIL_TOO_LARGE,
@@ -22,12 +24,15 @@ from identity.exchange import (
 )
 from identity.keys import KeySet
 from identity.registry import AgentRegistry
-from webhook import admission
+from webhook import admission, jsonio
 from webhook.admission import AdmissionRequest, ReviewParseError, parse_review
 from webhook.audit.api import AccessReviewer, list_decisions
 from webhook.audit.store import AuditStore
+from webhook.claim_guard import CLAIMS_PATH, ClaimGuard, claims_handler
+from webhook.client_auth import ClientCertificates
 from webhook.decision import Decider
 from webhook.deps import (
+    CallerDep,
     ClaimLookup,
     DecisionRecorder,
     EventSink,
@@ -35,6 +40,7 @@ from webhook.deps import (
     Services,
     ServicesDep,
 )
+from webhook.incidents import SEE_LOG, report
 from webhook.metrics import Metrics
 from webhook.mutate import handle_mutate
 from webhook.policy import PolicyEngine
@@ -44,7 +50,11 @@ from webhook.validate import handle_validate
 log = logging.getLogger("kube_intent.app")
 
 ERR_NO_KEYS = "no signing keys configured (--keys-dir)"
-ERR_INTERNAL = "kube-intent could not evaluate this pod ({kind}); it was denied to fail safe"
+ERR_CLIENT_CERT = (
+    "admission reviews are accepted only from the API server: present a client certificate "
+    "signed by the configured client CA (--client-ca; see the README's mutual TLS section)"
+)
+ERR_INTERNAL = "kube-intent could not evaluate this pod; it was denied to fail safe: " + SEE_LOG
 
 Handler = Callable[[AdmissionRequest, Services], Awaitable[dict[str, Any]]]
 
@@ -53,10 +63,25 @@ class BodyTooLarge(Exception):
     pass
 
 
+class AdmissionJSON(Response):
+    """JSON through jsonio.dumps, which cannot fail: an answer is always written."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return jsonio.dumps(content)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """Read at most `limit` bytes: a huge body is refused before it is buffered whole."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    # ASCII digits only ("²" is a digit to str.isdigit), and no int() of thousands of them.
+    if (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and (len(declared) > 18 or int(declared) > limit)
+    ):
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
@@ -74,20 +99,33 @@ async def _review(request: Request, services: Services, handler: Handler) -> Res
         body = await read_body(request, limit)
         admission_request = parse_review(body)
     except BodyTooLarge:
-        return JSONResponse({"error": admission.ERR_TOO_LARGE.format(limit=limit)}, status_code=413)
+        return AdmissionJSON({"error": admission.ERR_TOO_LARGE.format(limit=limit)}, 413)
+    except ClientDisconnect:
+        # Nobody is left to read an answer; not an error of ours (nor worth a traceback).
+        log.info("client disconnected before sending the whole admission review")
+        return Response(status_code=400)
     except ReviewParseError as exc:
         if exc.uid:
             # The API server can show an in-band answer to the user; an HTTP error it cannot.
-            return JSONResponse(admission.deny(exc.uid, exc.message, code=400, reason="BadRequest"))
-        return JSONResponse({"error": exc.message}, status_code=exc.status_code)
+            answer = admission.deny(exc.uid, exc.message, code=400, reason="BadRequest")
+            return AdmissionJSON(answer)
+        return AdmissionJSON({"error": exc.message}, exc.status_code)
     try:
-        return JSONResponse(await handler(admission_request, services))
+        answer = await handler(admission_request, services)
     except Exception as exc:
-        log.error("admission handler failed", exc_info=exc)
-        message = ERR_INTERNAL.format(kind=type(exc).__name__)
-        return JSONResponse(
-            admission.deny(admission_request.uid, message, code=500, reason="InternalError")
-        )
+        # Last resort only: admit() turns errors into audited denials itself. The detail goes
+        # to the log under an id; the answer names the id, never the exception.
+        ref = report(log, "admission handler failed", exc=exc, uid=admission_request.uid)
+        answer = admission.deny(admission_request.uid, ERR_INTERNAL.format(ref=ref))
+    return AdmissionJSON(answer)
+
+
+def caller_refused(request: Request) -> Response:
+    client = request.scope.get("client")
+    log.warning(
+        "admission review refused: no client certificate", extra={"fields": {"peer": client}}
+    )
+    return JSONResponse({"error": ERR_CLIENT_CERT}, status_code=401)
 
 
 def create_app(
@@ -105,6 +143,8 @@ def create_app(
     ready_checks: tuple[Callable[[], bool], ...] = (),
     keys: Callable[[], KeySet] | None = None,
     tokens: TokenExchange | None = None,
+    client_certificates: ClientCertificates | None = None,
+    claim_guard: ClaimGuard | None = None,
 ) -> FastAPI:
     decider = Decider(
         detector=settings.accelerator_detector,
@@ -128,17 +168,35 @@ def create_app(
         ready_checks=ready_checks,
         keys=keys,
         tokens=tokens,
+        client_certificates=client_certificates,
     )
     app = FastAPI(title="kube-intent", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
 
     @app.post("/mutate")
-    async def mutate(request: Request, services: ServicesDep) -> Response:
-        return await _review(request, services, handle_mutate)
+    async def mutate(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
+        if caller.refused:
+            return caller_refused(request)
+        handler = partial(handle_mutate, authenticated=caller.authenticated)
+        return await _review(request, services, handler)
 
     @app.post("/validate")
-    async def validate(request: Request, services: ServicesDep) -> Response:
-        return await _review(request, services, handle_validate)
+    async def validate(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
+        if caller.refused:
+            return caller_refused(request)
+        handler = partial(handle_validate, authenticated=caller.authenticated)
+        return await _review(request, services, handler)
+
+    # DRA claims and templates: an accelerator class only for pods admitted to hold it.
+    review_claim = claims_handler(claim_guard)
+
+    @app.post(CLAIMS_PATH)
+    async def validate_claims(
+        request: Request, services: ServicesDep, caller: CallerDep
+    ) -> Response:
+        if caller.refused:
+            return caller_refused(request)
+        return await _review(request, services, review_claim)
 
     @app.get("/healthz")
     async def healthz() -> PlainTextResponse:

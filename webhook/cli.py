@@ -73,6 +73,29 @@ def main() -> None:
 )
 @click.option("--tls-cert", type=click.Path(exists=True, path_type=Path), default=None)
 @click.option("--tls-key", type=click.Path(exists=True, path_type=Path), default=None)
+@click.option(
+    "--client-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="mutual TLS: /mutate and /validate accept only callers with a client certificate "
+    "from this CA (the API server's AdmissionConfiguration) [KUBE_INTENT_CLIENT_CA]",
+)
+@click.option(
+    "--client-cert-name",
+    "client_cert_names",
+    multiple=True,
+    default=None,
+    help="mutual TLS: the client certificate must name one of these (CN or SAN); repeatable "
+    "[KUBE_INTENT_CLIENT_CERT_NAMES]",
+)
+@click.option(
+    "--trust-unauthenticated-admissions",
+    is_flag=True,
+    default=None,
+    help="issue tokens for pods admitted by callers without a client certificate (only "
+    "where the API server cannot present one; rely on a NetworkPolicy) "
+    "[KUBE_INTENT_TRUST_UNAUTHENTICATED_ADMISSIONS]",
+)
 @policies_option
 @agents_option
 @opa_url_option

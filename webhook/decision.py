@@ -37,6 +37,10 @@ class RequestInfo:
     username: str = ""
     groups: tuple[str, ...] = ()
     dry_run: bool = False
+    # The pod's UID: assigned by the API server before validating admission (empty at /mutate).
+    pod_uid: str = ""
+    # The caller proved it is the API server (a client certificate from the configured CA).
+    authenticated: bool = False
 
     def to_input(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,7 @@ from identity.exchange import TokenExchange
 from identity.keys import KeySet
 from webhook.audit.api import AccessReviewer
 from webhook.audit.store import AuditStore
+from webhook.client_auth import ClientCertificates
 from webhook.decision import Decider, RequestInfo, Verdict
 from webhook.detect import ClaimResolver
 from webhook.metrics import Metrics
@@ -65,6 +66,27 @@ class Services:
     tokens: TokenExchange | None = None
     # Extra readiness conditions (e.g. the first Agent list from the cluster has been applied).
     ready_checks: tuple[Callable[[], bool], ...] = ()
+    # Verified TLS client certificates per connection (mTLS from the API server), if enabled.
+    client_certificates: ClientCertificates | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Whether the caller of an admission route proved it is the API server."""
+
+    authenticated: bool
+    # A client CA is configured and this caller presented no certificate it verified.
+    refused: bool
+
+
+async def get_caller(request: Request) -> Caller:
+    services: Services = request.app.state.services
+    certificates = services.client_certificates
+    required = services.settings.client_ca is not None
+    authenticated = certificates is not None and certificates.authenticated(
+        request.scope.get("client")
+    )
+    return Caller(authenticated=authenticated, refused=required and not authenticated)
 
 
 async def get_services(request: Request) -> Services:
@@ -74,3 +96,4 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+CallerDep = Annotated[Caller, Depends(get_caller)]

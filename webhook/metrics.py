@@ -40,6 +40,12 @@ class Metrics:
         self.opa_errors = Counter(
             "kube_intent_opa_errors", "Policy evaluations that got no decision", registry=r
         )
+        self.internal_errors = Counter(
+            "kube_intent_admission_internal_errors",
+            "Admissions denied because of an unexpected error (the log line has the detail)",
+            ["webhook"],
+            registry=r,
+        )
         self.audit_queue_depth = Gauge(
             "kube_intent_audit_queue_depth", "Decisions waiting to be written", registry=r
         )

@@ -44,7 +44,9 @@ def identity_annotations(verdict: Verdict) -> dict[str, str]:
     return wanted
 
 
-async def handle_mutate(req: AdmissionRequest, services: Services) -> dict[str, Any]:
+async def handle_mutate(
+    req: AdmissionRequest, services: Services, *, authenticated: bool = False
+) -> dict[str, Any]:
     def respond(req: AdmissionRequest, info: RequestInfo, verdict: Verdict) -> dict[str, Any]:
         if not verdict.allowed:
             return respond_denial(req, info, verdict)
@@ -57,4 +59,4 @@ async def handle_mutate(req: AdmissionRequest, services: Services) -> dict[str, 
     if req.operation != "CREATE":
         # Pods are minted once; UPDATEs are checked by /validate (immutable governed fields).
         return admission.allow(req.uid)
-    return await admit("mutate", req, services, respond=respond)
+    return await admit("mutate", req, services, respond=respond, authenticated=authenticated)

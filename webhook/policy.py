@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 from opa_client.opa_async import AsyncOpaClient
 from pydantic import BaseModel, Field, ValidationError
+
+from webhook import jsonio
+from webhook.incidents import SEE_LOG, report
+
+log = logging.getLogger("kube_intent.policy")
 
 DECISION_PACKAGE = "kube_intent/admission"
 DECISION_RULE = "decision"
 AGENTS_DATA_PATH = "kube_intent/agents"
+JSON_HEADERS = {"Content-Type": "application/json"}
+# How much of a refusing OPA's answer goes to the log.
+MAX_LOGGED_ANSWER = 2048
 
+# For operators (startup, `kube-intent` commands): names the address.
 ERR_UNREACHABLE = "policy engine (OPA at {url}) is unreachable: {detail}"
+# For admission answers, which the pod's author reads: no address, no exception; the log has it.
+ERR_NO_ANSWER = "policy engine is unreachable or did not answer in time: " + SEE_LOG
+ERR_ENGINE_FAILED = "policy engine failed to evaluate the pod (HTTP {status}): " + SEE_LOG
+ERR_INPUT_REFUSED = "policy engine refused this pod as input (HTTP {status}): " + SEE_LOG
+ERR_INPUT_NOT_DATA = "the pod cannot be evaluated by the policy engine: {detail}"
 ERR_UNDEFINED = (
     "policy decision data.kube_intent.admission.decision is undefined: "
     "is the kube_intent.admission package loaded into OPA?"
@@ -26,6 +42,14 @@ Enforcement = Literal["deny", "warn", "dryrun"]
 
 class PolicyUnavailable(Exception):
     """OPA could not give a decision; GPU pods are denied unless fail-open is configured."""
+
+
+class PolicyInputRejected(Exception):
+    """This input cannot be evaluated (OPA answered 4xx, or it is not plain JSON data).
+
+    A bad pod, not an unavailable engine: not a PolicyUnavailable, so fail-open never admits
+    it (a pod must not be able to choose the failure mode that lets it in).
+    """
 
 
 class Violation(BaseModel):
@@ -96,13 +120,48 @@ class OpaPolicyEngine:
         return self._client
 
     async def evaluate(self, policy_input: dict[str, Any]) -> PolicyDecision:
-        client = await self._session()
+        return await self._evaluate(policy_input)
+
+    def _failed(self, quiet: bool, message: str, **fields: Any) -> str:
+        # The readiness probe fails quietly (while OPA starts, every probe would log a line).
+        if quiet:
+            return "-"
+        return report(log, message, url=self.url, **fields)
+
+    async def _evaluate(
+        self, policy_input: dict[str, Any], *, quiet: bool = False
+    ) -> PolicyDecision:
+        # Checked here too, not only where the webhook parses the body: `kube-intent review`
+        # reads YAML (.nan, .inf), and OPA answers 400 to anything but plain JSON.
         try:
-            body = await client.query_rule(policy_input, DECISION_PACKAGE, DECISION_RULE)
+            payload = jsonio.dumps_strict({"input": policy_input})
+        except jsonio.JsonError as exc:
+            raise PolicyInputRejected(ERR_INPUT_NOT_DATA.format(detail=exc)) from None
+        client = await self._session()
+        url = f"{client.root_url}/data/{DECISION_PACKAGE}/{DECISION_RULE}"
+        try:
+            # Posted ourselves rather than with query_rule: it serialises with json.dumps (NaN,
+            # recursion) and reports every status as a connection error.
+            async with client._session.post(url, data=payload, headers=JSON_HEADERS) as response:
+                status = response.status
+                answer = await response.read()
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise PolicyUnavailable(
-                ERR_UNREACHABLE.format(url=self.url, detail=str(exc) or type(exc).__name__)
-            ) from None
+            ref = self._failed(quiet, "policy engine unreachable", error=str(exc) or repr(exc))
+            raise PolicyUnavailable(ERR_NO_ANSWER.format(ref=ref)) from None
+        if status != 200:
+            ref = self._failed(
+                quiet,
+                "policy engine refused the evaluation",
+                status=status,
+                answer=answer[:MAX_LOGGED_ANSWER].decode("utf-8", "replace"),
+            )
+            if 400 <= status < 500:
+                raise PolicyInputRejected(ERR_INPUT_REFUSED.format(status=status, ref=ref))
+            raise PolicyUnavailable(ERR_ENGINE_FAILED.format(status=status, ref=ref))
+        try:
+            body = orjson.loads(answer)
+        except orjson.JSONDecodeError:
+            raise PolicyUnavailable(ERR_MALFORMED.format(detail="not JSON")) from None
         if not isinstance(body, dict) or "result" not in body:
             raise PolicyUnavailable(ERR_UNDEFINED)
         try:
@@ -119,8 +178,15 @@ class OpaPolicyEngine:
             async with client._session.get(f"{client.root_url}/policies") as response:
                 response.raise_for_status()
                 modules = (await response.json()).get("result") or []
-            await self.evaluate({})
-        except (TimeoutError, PolicyUnavailable, aiohttp.ClientError, OSError, ValueError):
+            await self._evaluate({}, quiet=True)
+        except (
+            TimeoutError,
+            PolicyUnavailable,
+            PolicyInputRejected,
+            aiohttp.ClientError,
+            OSError,
+            ValueError,
+        ):
             return False
         if not modules:
             return False

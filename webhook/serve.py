@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 from kubernetes.client import ApiClient
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from identity.exchange import KubernetesAuth, TokenExchange
 from identity.grants import GrantIssuer
@@ -26,8 +27,10 @@ from webhook.audit import AuditLog, open_store
 from webhook.audit.api import AccessReviewer
 from webhook.audit.checkpoint import make_checkpoint
 from webhook.audit.recorder import AuditRecorder, TokenAuditor
+from webhook.claim_guard import ClaimGuard, KubePods
 from webhook.claims import KubeClaimLookup
-from webhook.detect import AcceleratorDetector, DetectError
+from webhook.client_auth import ClientCertificates, tracking_protocol
+from webhook.eligibility import governed_by, recorded_admissions
 from webhook.events import DenialEvents
 from webhook.kube import api_client
 from webhook.metrics import Metrics
@@ -119,21 +122,25 @@ async def log_checkpoints(audit: AuditLog, keys: KeyWatcher, settings: Settings)
             log.info("audit checkpoint", extra={"fields": {"checkpoint": token}})
 
 
+def client_tls(settings: Settings, certificates: ClientCertificates) -> dict[str, Any]:
+    """uvicorn options that ask for (not require) a client certificate from the client CA."""
+    if settings.client_ca is None:
+        if not settings.trust_unauthenticated_admissions:
+            log.warning(
+                "no --client-ca: admission callers are not authenticated, so no pod is eligible "
+                "for tokens (configure mutual TLS, or --trust-unauthenticated-admissions)"
+            )
+        return {}
+    return {
+        "ssl_ca_certs": str(settings.client_ca),
+        "ssl_cert_reqs": ssl.CERT_OPTIONAL,
+        "http": tracking_protocol(AutoHTTPProtocol, certificates),
+    }
+
+
 def token_audiences(settings: Settings) -> Callable[[], frozenset[str]] | None:
     allowed = frozenset(settings.token_audiences)
     return (lambda: allowed) if allowed else None
-
-
-def governed_by(detector: AcceleratorDetector) -> Callable[[dict[str, Any]], bool]:
-    """Did both webhooks review this pod? Only accelerator pods are sent to them."""
-
-    def governed(pod: dict[str, Any]) -> bool:
-        try:
-            return detector.detect(pod, None).gpu  # an unreadable claim counts: fail closed
-        except DetectError:
-            return False
-
-    return governed
 
 
 async def serve(settings: Settings) -> None:
@@ -172,8 +179,13 @@ async def serve(settings: Settings) -> None:
                 token_endpoint=settings.token_endpoint,
                 on_event=TokenAuditor(audit, metrics),
                 audiences=token_audiences(settings),
-                governed=governed_by(settings.accelerator_detector),
+                admitted=recorded_admissions(
+                    audit.store,
+                    trust_unauthenticated=settings.trust_unauthenticated_admissions,
+                ),
+                governed=governed_by(settings.accelerator_detector, agents.claims),
             )
+        client_certificates = ClientCertificates(settings.client_cert_names)
         app = create_app(
             settings,
             policy=policy,
@@ -188,6 +200,8 @@ async def serve(settings: Settings) -> None:
             events=events,
             audit_store=audit.store,
             audit_access=AccessReviewer(api) if api is not None else None,
+            claim_guard=ClaimGuard(KubePods(api) if api is not None else None, audit.store, audit),
+            client_certificates=client_certificates,
         )
         config = uvicorn.Config(
             app,
@@ -198,6 +212,7 @@ async def serve(settings: Settings) -> None:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+            **client_tls(settings, client_certificates),
         )
         config.load()
         assert isinstance(config.ssl, ssl.SSLContext)

@@ -9,7 +9,16 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from webhook.detect import DEFAULT_DEVICE_CLASSES, DEFAULT_RESOURCE_PATTERNS, AcceleratorDetector
+from webhook.detect import (
+    DEFAULT_DEVICE_ANNOTATIONS,
+    DEFAULT_DEVICE_CLASSES,
+    DEFAULT_DEVICE_ENV,
+    DEFAULT_DEVICE_HOST_PATHS,
+    DEFAULT_RESOURCE_PATTERNS,
+    DEFAULT_RUNTIME_CLASSES,
+    DEFAULT_SHARING_ANNOTATIONS,
+    AcceleratorDetector,
+)
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_POLICIES = PACKAGE_ROOT / "policies"
@@ -27,6 +36,14 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_reload_seconds: float = 5.0
+    # mTLS from the API server (its AdmissionConfiguration kubeconfig): a PEM CA bundle. When
+    # set, /mutate and /validate refuse callers without a certificate it verifies.
+    client_ca: Path | None = None
+    # Optional: the client certificate must name one of these (subject CN or DNS/URI SAN).
+    client_cert_names: tuple[str, ...] = ()
+    # Tokens only for pods whose admission came from an authenticated caller, unless the
+    # operator accepts admissions from anyone who reaches the port (no client CA available).
+    trust_unauthenticated_admissions: bool = False
 
     policies: Path = BUNDLED_POLICIES
     agents: Path | None = None
@@ -56,8 +73,18 @@ class Settings(BaseSettings):
     fail_open: bool = False
 
     max_body_bytes: int = 3 * 1024 * 1024
+    # What makes a pod governed (webhook/detect.py; the chart renders the same lists into the
+    # webhooks' matchConditions, so the API server sends every pod these would flag).
     accelerator_resources: tuple[str, ...] = DEFAULT_RESOURCE_PATTERNS
     accelerator_device_classes: tuple[str, ...] = DEFAULT_DEVICE_CLASSES
+    accelerator_runtime_classes: tuple[str, ...] = DEFAULT_RUNTIME_CLASSES
+    accelerator_device_env: tuple[str, ...] = DEFAULT_DEVICE_ENV
+    accelerator_device_host_paths: tuple[str, ...] = DEFAULT_DEVICE_HOST_PATHS
+    # Privileged containers see every device. Turn off only where Pod Security Admission
+    # already refuses them (privileged CPU pods would otherwise be refused as side doors).
+    accelerator_privileged: bool = True
+    accelerator_sharing_annotations: tuple[str, ...] = DEFAULT_SHARING_ANNOTATIONS
+    accelerator_device_annotations: tuple[str, ...] = DEFAULT_DEVICE_ANNOTATIONS
     log_level: str = "INFO"
 
     graceful_shutdown_seconds: int = Field(default=15, ge=0)
@@ -65,7 +92,16 @@ class Settings(BaseSettings):
     @cached_property
     def accelerator_detector(self) -> AcceleratorDetector:
         """Built once (its patterns are compiled) and shared: it holds no state."""
-        return AcceleratorDetector(self.accelerator_resources, self.accelerator_device_classes)
+        return AcceleratorDetector(
+            self.accelerator_resources,
+            self.accelerator_device_classes,
+            runtime_classes=self.accelerator_runtime_classes,
+            device_env=self.accelerator_device_env,
+            device_host_paths=self.accelerator_device_host_paths,
+            privileged=self.accelerator_privileged,
+            sharing_annotations=self.accelerator_sharing_annotations,
+            device_annotations=self.accelerator_device_annotations,
+        )
 
     @property
     def token_endpoint(self) -> str:

@@ -6,8 +6,15 @@ import hashlib
 from typing import Any
 
 from identity.binding import AGENT_LABEL
-from identity.grants import GRANT_ANNOTATION, GRANT_VOLUME, TOKEN_VOLUME, grant_checks
-from webhook import admission
+from identity.grants import (
+    GRANT_ANNOTATION,
+    GRANT_VOLUME,
+    TOKEN_VOLUME,
+    entitlement,
+    env_violations,
+    grant_checks,
+)
+from webhook import admission, jsonio
 from webhook.admission import AdmissionRequest, metadata_map
 from webhook.admit import admit, respond_denial
 from webhook.decision import RequestInfo, Verdict
@@ -67,11 +74,18 @@ def immutable_changes(req: AdmissionRequest) -> list[Violation]:
             metadata_map(req.object, "labels").get(AGENT_LABEL),
         )
     )
+
+    def brief(value: object) -> object:
+        # A long value (a 169 KB intent) is named by its length and digest, never echoed back.
+        if isinstance(value, str) and len(value) > jsonio.SHOWN_CHARS:
+            return jsonio.digest_of(value)
+        return value
+
     return [
         Violation(
             rule=RULE_IMMUTABLE,
             field=field,
-            message=ERR_IMMUTABLE.format(field=field, old=old, new=new),
+            message=ERR_IMMUTABLE.format(field=field, old=brief(old), new=brief(new)),
         )
         for field, old, new in pairs
         if old != new
@@ -119,12 +133,15 @@ def respond(req: AdmissionRequest, info: RequestInfo, verdict: Verdict) -> dict[
     return admission.allow(req.uid, warnings=verdict.warnings or None)
 
 
-async def handle_validate(req: AdmissionRequest, services: Services) -> dict[str, Any]:
+async def handle_validate(
+    req: AdmissionRequest, services: Services, *, authenticated: bool = False
+) -> dict[str, Any]:
     def all_checks(req: AdmissionRequest, verdict: Verdict) -> list[Violation]:
         found = checks(req, verdict)
         # CREATE only: on UPDATE immutable_changes pins the grant; re-verifying it would refuse
         # label edits on pods whose grant expired or whose signing key was retired.
-        if req.operation == "CREATE" and services.keys is not None:
+        # Dry runs are minted no grant (nothing records them), so there is nothing to verify.
+        if req.operation == "CREATE" and services.keys is not None and not req.dry_run:
             settings = services.settings
             found += grant_checks(
                 metadata_map(req.object, "annotations"),
@@ -133,6 +150,10 @@ async def handle_validate(req: AdmissionRequest, services: Services) -> dict[str
                 settings.issuer,
                 settings.token_endpoint,
             )
+            if entitlement(verdict) is not None:
+                found += env_violations(req.object or {}, settings.token_endpoint)
         return found
 
-    return await admit("validate", req, services, respond=respond, checks=all_checks)
+    return await admit(
+        "validate", req, services, respond=respond, checks=all_checks, authenticated=authenticated
+    )

@@ -42,6 +42,8 @@ NAMESPACE = "kube-intent"
 OPA_IMAGE = "openpolicyagent/opa:1.22.3-static"
 
 Objects = list[dict[str, Any]]
+STATUS_WEBHOOK = "pods-status.validate.kube-intent.io"
+CLAIMS_WEBHOOK = "claims.validate.kube-intent.io"
 
 
 @pytest.fixture(autouse=True)
@@ -116,12 +118,25 @@ def env(objects: Objects) -> dict[str, Any]:
 
 
 def webhooks(objects: Objects) -> list[tuple[str, dict[str, Any]]]:
+    """The pod webhooks (the DRA claims and pods/status webhooks have their own tests)."""
     return [
         (o["kind"], w)
         for o in objects
         if o["kind"] in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
         for w in o["webhooks"]
+        if w["name"] not in (CLAIMS_WEBHOOK, STATUS_WEBHOOK)
     ]
+
+
+def validating_webhook(objects: Objects, name: str) -> dict[str, Any]:
+    [hook] = [
+        w for w in one(objects, "ValidatingWebhookConfiguration")["webhooks"] if w["name"] == name
+    ]
+    return hook
+
+
+def claims_webhook(objects: Objects) -> dict[str, Any]:
+    return validating_webhook(objects, CLAIMS_WEBHOOK)
 
 
 # -- lint and render ----------------------------------------------------------------------------
@@ -196,7 +211,32 @@ def test_webhook_configurations_follow_the_issue(values: str) -> None:
         [condition] = hook["matchConditions"]
         assert condition["name"] == "requests-accelerators"
         assert "object.spec.resourceClaims" in condition["expression"]
-        assert "k == 'nvidia.com/gpu'" in condition["expression"]
+        assert "k.startsWith('nvidia.com/')" in condition["expression"]  # the whole domain
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_status_writes_reach_the_webhook_only_when_they_change_governed_fields(
+    values: str,
+) -> None:
+    objects = render(values)
+    hook = validating_webhook(objects, STATUS_WEBHOOK)
+    [pods] = [w for _, w in webhooks(objects) if w["name"] == "pods.validate.kube-intent.io"]
+    for key in ("failurePolicy", "timeoutSeconds", "namespaceSelector", "clientConfig"):
+        assert hook[key] == pods[key], key
+    assert hook["rules"] == [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["UPDATE"],
+            "resources": ["pods/status"],
+            "scope": "Namespaced",
+        }
+    ]
+    [condition] = hook["matchConditions"]
+    # The kubelet's status writes change none of these, so they never wait for the webhook.
+    for field in ("kube-intent.io/intent", "kube-intent.io/grant", "kube-intent.io/agent"):
+        assert f"'{field}'" in condition["expression"]
+    assert "oldObject.metadata" in condition["expression"]
 
 
 def test_namespace_exclusions_come_from_values() -> None:
@@ -237,6 +277,64 @@ def test_a_pattern_that_cel_cannot_express_is_refused() -> None:
     message = render_error(None, "accelerators.resources={nvidia.com/*gpu}")
     assert "/accelerators/resources/0" in message
     assert "nvidia.com/*gpu" in message
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_claims_webhook_reviews_accelerator_claims_in_every_served_version(values: str) -> None:
+    objects = render(values)
+    hook = claims_webhook(objects)
+    [pods] = [w for _, w in webhooks(objects) if w["name"] == "pods.validate.kube-intent.io"]
+    # Same delivery as the pod webhooks: configured failure policy, timeout, namespaces, CA.
+    for key in ("admissionReviewVersions", "sideEffects", "failurePolicy", "timeoutSeconds"):
+        assert hook[key] == pods[key], key
+    assert hook["namespaceSelector"] == pods["namespaceSelector"]
+    assert "objectSelector" not in hook  # a claim's author could label their way out
+    assert hook["clientConfig"].get("caBundle") == pods["clientConfig"].get("caBundle")
+    if "service" in hook["clientConfig"]:
+        assert hook["clientConfig"]["service"]["path"] == "/validate-claims"
+    else:
+        assert hook["clientConfig"]["url"].endswith("/validate-claims")
+    assert hook["matchPolicy"] == "Equivalent"
+    assert hook["rules"] == [
+        {
+            "apiGroups": ["resource.k8s.io"],
+            "apiVersions": ["v1", "v1beta2", "v1beta1"],
+            # Never DELETE (removing a claim adds no device) nor the status subresource.
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["resourceclaims", "resourceclaimtemplates"],
+            "scope": "Namespaced",
+        }
+    ]
+    conditions = {c["name"]: c["expression"] for c in hook["matchConditions"]}
+    assert set(conditions) == {"requests-accelerator-classes", "changes-devices"}
+    expression = conditions["requests-accelerator-classes"]
+    for shape in ("r.deviceClassName", "r.exactly.deviceClassName", "r.firstAvailable"):
+        assert f"has({shape})" in expression  # v1beta1, v1beta2/v1, all three
+    assert "object.spec.spec" in expression  # templates
+    assert "n == 'gpu.nvidia.com'" in expression
+    assert "object.spec != oldObject.spec" in conditions["changes-devices"]
+
+
+def test_claims_match_condition_is_built_from_the_device_class_values() -> None:
+    objects = render(
+        None, "accelerators.deviceClasses={npu.example.com,accel.vendor.io*,gpu.*.com}"
+    )
+    [condition] = [
+        c
+        for c in claims_webhook(objects)["matchConditions"]
+        if c["name"] == "requests-accelerator-classes"
+    ]
+    expression = condition["expression"]
+    assert "n == 'npu.example.com'" in expression
+    assert "n.startsWith('accel.vendor.io')" in expression
+    assert "n.matches('^gpu[.].*[.]com$')" in expression
+    assert "nvidia" not in expression
+    # ...and the webhook gets the very same list.
+    assert json.loads(env(objects)["KUBE_INTENT_ACCELERATOR_DEVICE_CLASSES"]["value"]) == [
+        "npu.example.com",
+        "accel.vendor.io*",
+        "gpu.*.com",
+    ]
 
 
 # -- TLS ----------------------------------------------------------------------------------------
@@ -579,6 +677,7 @@ def test_an_existing_signing_key_secret_is_used_as_is() -> None:
 EXPECTED_RULES = [
     {"apiGroups": ["kube-intent.io"], "resources": ["agents"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
     {
         "apiGroups": ["authorization.k8s.io"],

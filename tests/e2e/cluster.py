@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import datetime as dt
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -49,6 +50,8 @@ TOOLS_BIN = REPO / ".tools" / "bin"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+# The subject of the client certificate the API server presents to webhooks.
+WEBHOOK_CLIENT_NAME = "kube-apiserver-webhook-client"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"  # an allocation range only: nothing routes to it
 CERT_DAYS = 7
 
@@ -107,6 +110,11 @@ class Pki:
     admin_key: Path
     sa_public: Path
     sa_private: Path
+    # Mutual TLS from the API server to webhooks: a CA of its own (the cluster CA also signs
+    # users' certificates, which must not pass for the API server) and the client certificate.
+    webhook_client_ca: Path
+    webhook_client_cert: Path
+    webhook_client_key: Path
 
 
 def _name(common_name: str, organization: str | None = None) -> x509.Name:
@@ -138,32 +146,40 @@ def generate_pki(directory: Path) -> Pki:
     not_before = now - dt.timedelta(minutes=5)
     not_after = now + dt.timedelta(days=CERT_DAYS)
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("kube-intent-e2e-ca"))
-        .issuer_name(_name("kube-intent-e2e-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
+    def authority(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(_name(name))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256())
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
+        return key, cert
+
+    ca_key, ca_cert = authority("kube-intent-e2e-ca")
 
     def leaf(
-        subject: x509.Name, usage: ExtendedKeyUsageOID, sans: list[x509.GeneralName] | None
+        subject: x509.Name,
+        usage: ExtendedKeyUsageOID,
+        sans: list[x509.GeneralName] | None,
+        issuer: tuple[ec.EllipticCurvePrivateKey, x509.Certificate] = (ca_key, ca_cert),
     ) -> tuple[bytes, bytes]:
+        issuer_key, issuer_cert = issuer
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
-            .issuer_name(ca_cert.subject)
+            .issuer_name(issuer_cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before)
@@ -175,12 +191,12 @@ def generate_pki(directory: Path) -> Pki:
             )
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
             )
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
+        cert = builder.sign(issuer_key, hashes.SHA256())
         return cert.public_bytes(serialization.Encoding.PEM), _private_pem(key)
 
     service_ip = next(ipaddress.ip_network(SERVICE_CLUSTER_IP_RANGE).hosts())
@@ -203,6 +219,11 @@ def generate_pki(directory: Path) -> Pki:
         _name("kube-intent-e2e-admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH, None
     )
 
+    webhook_ca = authority("kube-intent-e2e-webhook-client-ca")
+    webhook_client = leaf(
+        _name(WEBHOOK_CLIENT_NAME), ExtendedKeyUsageOID.CLIENT_AUTH, None, issuer=webhook_ca
+    )
+
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_public = sa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -216,7 +237,46 @@ def generate_pki(directory: Path) -> Pki:
         admin_key=_write(directory / "admin.key", admin[1], 0o600),
         sa_public=_write(directory / "sa.pub", sa_public),
         sa_private=_write(directory / "sa.key", _private_pem(sa_key), 0o600),
+        webhook_client_ca=_write(
+            directory / "webhook-client-ca.crt",
+            webhook_ca[1].public_bytes(serialization.Encoding.PEM),
+        ),
+        webhook_client_cert=_write(directory / "webhook-client.crt", webhook_client[0]),
+        webhook_client_key=_write(directory / "webhook-client.key", webhook_client[1], 0o600),
     )
+
+
+def admission_configuration(pki: Pki, directory: Path) -> Path:
+    """The API server's AdmissionConfiguration: present the webhook client certificate to
+    every webhook ("*" is the kubeconfig's default match)."""
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "users": [
+            {
+                "name": "*",
+                "user": {
+                    "client-certificate": str(pki.webhook_client_cert),
+                    "client-key": str(pki.webhook_client_key),
+                },
+            }
+        ],
+    }
+    kubeconfig_path = _write(directory / "webhook-kubeconfig.json", json.dumps(kubeconfig).encode())
+    plugin = {
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "WebhookAdmissionConfiguration",
+        "kubeConfigFile": str(kubeconfig_path),
+    }
+    config = {
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "AdmissionConfiguration",
+        "plugins": [
+            {"name": name, "configuration": plugin}
+            for name in ("ValidatingAdmissionWebhook", "MutatingAdmissionWebhook")
+        ],
+    }
+    return _write(directory / "admission-configuration.json", json.dumps(config).encode())
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -426,6 +486,7 @@ class Cluster:
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",
                 f"--client-ca-file={pki.ca_cert}",
+                f"--admission-control-config-file={admission_configuration(pki, self.workdir)}",
                 "--authorization-mode=Node,RBAC",
                 # Webhook plugins are on by default in 1.34; listing them documents the need
                 # (the flag adds to the defaults, it does not replace them).

@@ -21,8 +21,9 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
+from identity.keys import generate_keys
 from tests.e2e import fixtures
-from tests.e2e.cluster import REPO, Cluster, free_port, tail
+from tests.e2e.cluster import REPO, WEBHOOK_CLIENT_NAME, Cluster, free_port, tail
 from tests.e2e.fixtures import pytest_runtest_makereport  # noqa: F401 - a hook for this dir
 from tests.e2e.kube import (
     CHART,
@@ -149,6 +150,17 @@ class WebhookServer:
                 self.process.wait()
 
 
+def client_ca_args() -> list[str]:
+    """Mutual TLS as production should run it: only the API server may send reviews."""
+    cluster = fixtures.current_cluster()
+    if cluster is None or cluster.pki is None:
+        return []
+    return [
+        f"--client-ca={cluster.pki.webhook_client_ca}",
+        f"--client-cert-name={WEBHOOK_CLIENT_NAME}",
+    ]
+
+
 def start_webhook(endpoint: Endpoint, *args: str) -> WebhookServer:
     directory = endpoint.directory
     log = directory / "serve.log"
@@ -169,6 +181,7 @@ def start_webhook(endpoint: Endpoint, *args: str) -> WebhookServer:
                 f"--state-dir={directory / 'state'}",
                 f"--tls-cert={endpoint.certs.cert}",
                 f"--tls-key={endpoint.certs.key}",
+                *client_ca_args(),
                 *args,
             ],
             cwd=REPO,
@@ -356,5 +369,27 @@ def webhook(
     except AssertionError:
         server.stop()
         raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def keyed_webhook(
+    cluster: Cluster,
+    core: client.CoreV1Api,
+    release: Release,
+    example_agents: list[dict[str, Any]],
+) -> Iterator[WebhookServer]:
+    """`kube-intent serve` with grants, as the chart runs it: the chart's ServiceAccount,
+    Agents from the cluster, signing keys from a directory (the mounted Secret)."""
+    directory = release.endpoint.directory
+    generate_keys(directory / "keys")
+    kubeconfig = service_account_kubeconfig(
+        cluster, core, release.namespace, release.service_account, directory / "kubeconfig"
+    )
+    server = start_webhook(
+        release.endpoint, f"--kubeconfig={kubeconfig}", f"--keys-dir={directory / 'keys'}"
+    )
+    wait_until_called(core)
     yield server
     server.stop()

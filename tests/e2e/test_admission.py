@@ -32,6 +32,7 @@ from tests.e2e.kube import (
     server_side_apply,
     wait_until,
 )
+from tests.e2e.pods import quantities_as_strings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("webhook")]
 
@@ -39,18 +40,6 @@ SPIFFE_ANNOTATION = "kube-intent.io/spiffe-id"
 DIGEST_ANNOTATION = "kube-intent.io/intent-digest"
 INTENT_ANNOTATION = "kube-intent.io/intent"
 AGENT_CRD = CHART / "crds" / "agents.kube-intent.io.yaml"
-
-
-def quantities_as_strings(pod: dict[str, Any]) -> dict[str, Any]:
-    """`nvidia.com/gpu: 1` as the API's string quantity (the typed client insists on it)."""
-    spec = pod.get("spec") or {}
-    for key in ("containers", "initContainers"):
-        for container in spec.get(key) or []:
-            for part in ("limits", "requests"):
-                amounts = (container.get("resources") or {}).get(part) or {}
-                for resource, amount in amounts.items():
-                    amounts[resource] = str(amount)
-    return pod
 
 
 def example(name: str, kind: str = "Pod") -> dict[str, Any]:
@@ -276,9 +265,25 @@ CEL_CASES: list[tuple[str, dict[str, Any], bool]] = [
         False,
     ),
     (
-        "lookalike-resource",
+        # HAMi's memory share: a GPU by another name (the whole nvidia.com domain is governed).
+        "gpu-memory-share",
         _pod({"containers": [_container(_limits("nvidia.com/gpumem", "1000"))]}),
-        False,
+        True,
+    ),
+    (
+        # The container runtime hook hands out GPUs for this env var alone: a side door.
+        "gpu-env-side-door",
+        _pod(
+            {
+                "containers": [
+                    _container(
+                        {"limits": {"cpu": "1"}},
+                        env=[{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}],
+                    )
+                ]
+            }
+        ),
+        True,
     ),
     (
         "gpu-words-everywhere-but-resources",
@@ -287,7 +292,8 @@ CEL_CASES: list[tuple[str, dict[str, Any], bool]] = [
                 "containers": [
                     _container(
                         {"limits": {"cpu": "1"}},
-                        env=[{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}],
+                        # Application-level: narrows what is mounted, allocates nothing.
+                        env=[{"name": "CUDA_VISIBLE_DEVICES", "value": "0"}],
                         args=["--device", "nvidia.com/gpu"],
                     )
                 ],
@@ -591,9 +597,11 @@ def test_installed_webhook_configurations_point_at_the_external_server(
     mutating = admission.read_mutating_webhook_configuration(release.name)
     validating = admission.read_validating_webhook_configuration(release.name)
     [mutate] = mutating.webhooks
-    [validate] = validating.webhooks
+    validate = {w.name: w for w in validating.webhooks}
     assert mutate.client_config.url == f"{release.endpoint.url}/mutate"
-    assert validate.client_config.url == f"{release.endpoint.url}/validate"
+    for name in ("pods.validate.kube-intent.io", "pods-status.validate.kube-intent.io"):
+        assert validate[name].client_config.url == f"{release.endpoint.url}/validate"
+    assert validate["pods-status.validate.kube-intent.io"].rules[0].resources == ["pods/status"]
     assert mutate.client_config.service is None
     assert (mutate.failure_policy, mutate.timeout_seconds, mutate.side_effects) == (
         "Fail",
@@ -699,6 +707,8 @@ RBAC_ALLOWED = [
     ("list", "kube-intent.io", "agents", None),
     ("watch", "kube-intent.io", "agents", None),
     ("get", "", "pods", "ml-serving"),
+    # Which pods use a ResourceClaim (the claim guard).
+    ("list", "", "pods", "ml-serving"),
     ("create", "authentication.k8s.io", "tokenreviews", None),
     ("create", "authorization.k8s.io", "subjectaccessreviews", None),
     ("get", "resource.k8s.io", "resourceclaimtemplates", "ml-research"),
@@ -709,7 +719,7 @@ RBAC_ALLOWED = [
 RBAC_DENIED = [
     ("get", "", "secrets", "kube-intent"),
     ("list", "", "secrets", None),
-    ("list", "", "pods", None),
+    ("watch", "", "pods", None),
     ("create", "", "pods", "ml-serving"),
     ("patch", "", "pods", "ml-serving"),
     ("delete", "", "pods", "ml-serving"),

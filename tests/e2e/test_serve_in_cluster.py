@@ -4,97 +4,27 @@ token exchange with a real TokenRequest token, denial Events, and the RBAC-guard
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from identity.exchange import GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_GRANT, TOKEN_TYPE_JWT
 from identity.grants import GRANT_ANNOTATION
-from identity.keys import generate_keys
 from identity.verify import verify_access_token
 from tests.conftest import example_pod
-from tests.e2e.cluster import Cluster
 from tests.e2e.conftest import (
-    Release,
     WebhookServer,
-    service_account_kubeconfig,
-    start_webhook,
-    wait_until_called,
 )
 from tests.e2e.kube import ensure_service_account, wait_until
-from tests.e2e.test_admission import quantities_as_strings
+from tests.e2e.pods import AUDIENCE, ISSUER, create, exchange, pod_token, quantities_as_strings
 
 pytestmark = pytest.mark.e2e
 
-ISSUER = "https://kube-intent.kube-intent.svc"
-AUDIENCE = "https://models.example.com"
-
 
 @pytest.fixture(scope="module")
-def webhook(
-    cluster: Cluster,
-    core: client.CoreV1Api,
-    release: Release,
-    example_agents: list[dict[str, Any]],
-) -> Iterator[WebhookServer]:
-    """As the chart runs it: the chart's ServiceAccount, Agents from the cluster, signing keys
-    from a directory (the mounted Secret)."""
-    directory = release.endpoint.directory
-    generate_keys(directory / "keys")
-    kubeconfig = service_account_kubeconfig(
-        cluster, core, release.namespace, release.service_account, directory / "kubeconfig"
-    )
-    server = start_webhook(
-        release.endpoint, f"--kubeconfig={kubeconfig}", f"--keys-dir={directory / 'keys'}"
-    )
-    wait_until_called(core)
-    yield server
-    server.stop()
-
-
-def create(core: client.CoreV1Api, example: str) -> dict[str, Any]:
-    pod = quantities_as_strings(example_pod(example))
-    pod["metadata"]["name"] += f"-{secrets.token_hex(3)}"
-    created = core.create_namespaced_pod(pod["metadata"]["namespace"], pod)
-    result: dict[str, Any] = core.api_client.sanitize_for_serialization(created)
-    return result
-
-
-def pod_token(core: client.CoreV1Api, pod: dict[str, Any], audience: str) -> str:
-    """What the kubelet would project into the pod: a token bound to this pod."""
-    meta = pod["metadata"]
-    request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(
-            audiences=[audience],
-            expiration_seconds=600,
-            bound_object_ref=client.V1BoundObjectReference(
-                kind="Pod", api_version="v1", name=meta["name"], uid=meta["uid"]
-            ),
-        )
-    )
-    account = pod["spec"]["serviceAccountName"]
-    token: str = core.create_namespaced_service_account_token(
-        account, meta["namespace"], request
-    ).status.token
-    return token
-
-
-def exchange(webhook: WebhookServer, subject: str, grant: str, **extra: str) -> httpx.Response:
-    form = {
-        "grant_type": GRANT_TYPE_TOKEN_EXCHANGE,
-        "subject_token": subject,
-        "subject_token_type": TOKEN_TYPE_JWT,
-        "actor_token": grant,
-        "actor_token_type": TOKEN_TYPE_GRANT,
-        "audience": AUDIENCE,
-        **extra,
-    }
-    with webhook.client() as http:
-        return http.post("/token", data=form)
+def webhook(keyed_webhook: WebhookServer) -> WebhookServer:
+    return keyed_webhook
 
 
 def test_admitted_pod_carries_a_grant_that_buys_an_access_token(

@@ -37,6 +37,7 @@ from identity.exchange import (
     TOKEN_TYPE_GRANT,
     TOKEN_TYPE_JWT,
     KubernetesAuth,
+    LedgerUnavailable,
     TokenExchange,
 )
 from identity.fetch import FetchSettings, run
@@ -84,6 +85,8 @@ class World:
     registry: AgentRegistry
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     clock_offset: float = 0.0
+    # (pod UID, grant jti) of the pods whose admission validating admission recorded.
+    recorded: set[tuple[str, str]] = field(default_factory=set)
 
     def agents(self) -> AgentRegistry:
         return self.registry
@@ -101,11 +104,19 @@ class World:
         async def record(result: str, details: dict[str, Any]) -> None:
             self.events.append((result, details))
 
+        async def admitted(pod_uid: str, grant_jti: str) -> bool:
+            return (pod_uid, grant_jti) in self.recorded
+
+        async def governed(pod: dict[str, Any]) -> bool:
+            return True  # every pod here requests nvidia.com/gpu (admission_pod)
+
         return TokenExchange(
             lambda: self.keyset,
             ISSUER,
             kube or KubernetesAuth(self.api),
             self.agents,
+            admitted=admitted,
+            governed=governed,
             on_event=record,
         )
 
@@ -117,8 +128,13 @@ class World:
         agent_label: str = "support-bot",
         grant: str | None = None,
         issuer: GrantIssuer | None = None,
+        recorded: bool = True,
     ) -> dict[str, Any]:
-        """Admit the pod as the mutating webhook would (grant + volumes), then create it."""
+        """Admit the pod as the mutating webhook would (grant + volumes), then create it.
+
+        `recorded`: validating admission recorded the admission (pod UID, grant jti), as the
+        audit trail does for every allowed pod.
+        """
         pod = admission_pod()
         metadata = pod["metadata"]
         metadata.pop("generateName")
@@ -131,6 +147,10 @@ class World:
             pod["metadata"]["annotations"][GRANT_ANNOTATION] = grant
         created = self.core.create_namespaced_pod(self.namespace, pod)
         result: dict[str, Any] = self.api.sanitize_for_serialization(created)
+        token = result["metadata"]["annotations"].get(GRANT_ANNOTATION)
+        if recorded and isinstance(token, str):
+            jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+            self.recorded.add((result["metadata"]["uid"], jti))
         return result
 
     def delete_pod(self, name: str) -> None:
@@ -359,7 +379,7 @@ async def suspended_agent(world: World, name: str) -> tuple[dict[str, str], None
 async def unregistered_agent(world: World, name: str) -> tuple[dict[str, str], TokenExchange]:
     pod = world.create_pod(name)
     gone = World(world.api, world.core, world.namespace, world.keyset, AgentRegistry())
-    gone.events = world.events
+    gone.events, gone.recorded = world.events, world.recorded
     return form(world.sa_token(pod), pod["metadata"]["annotations"][GRANT_ANNOTATION]), (
         gone.exchange()
     )
@@ -440,7 +460,36 @@ async def api_server_unreachable(world: World, name: str) -> tuple[dict[str, str
     )
 
 
+async def admission_never_recorded(world: World, name: str) -> tuple[dict[str, str], None]:
+    """A genuine grant on a live pod whose admission no webhook recorded (a dry run's grant,
+    a grant copied onto a pod the webhooks never saw, or a forged review's)."""
+    pod = world.create_pod(name, recorded=False)
+    return form(world.sa_token(pod), pod["metadata"]["annotations"][GRANT_ANNOTATION]), None
+
+
+async def copied_grant_of_a_recorded_pod(world: World, name: str) -> tuple[dict[str, str], None]:
+    """The source pod was admitted; its grant copied onto a second pod buys the second nothing."""
+    source = world.create_pod(name + "-src")
+    grant = source["metadata"]["annotations"][GRANT_ANNOTATION]
+    pod = world.create_pod(name, grant=grant, recorded=False)
+    return form(world.sa_token(pod), grant), None
+
+
+async def ledger_unreadable(world: World, name: str) -> tuple[dict[str, str], TokenExchange]:
+    pod = world.create_pod(name)
+    exchange = world.exchange()
+
+    async def down(pod_uid: str, grant_jti: str) -> bool:
+        raise LedgerUnavailable("audit store down")
+
+    exchange.admitted = down
+    return form(world.sa_token(pod), pod["metadata"]["annotations"][GRANT_ANNOTATION]), exchange
+
+
 REFUSALS = [
+    pytest.param(admission_never_recorded, 400, "invalid_grant", "pod:not-admitted"),
+    pytest.param(copied_grant_of_a_recorded_pod, 400, "invalid_grant", "pod:not-admitted"),
+    pytest.param(ledger_unreadable, 503, "temporarily_unavailable", "ledger:"),
     pytest.param(wrong_audience, 400, "invalid_grant", "subject-token:unauthenticated"),
     pytest.param(garbage_token, 400, "invalid_grant", "subject-token:unauthenticated"),
     pytest.param(token_not_bound_to_a_pod, 400, "invalid_grant", "subject-token:not-pod-bound"),
@@ -548,9 +597,8 @@ async def test_an_issuance_the_audit_hook_did_not_take_is_withheld(
     def broken(result: str, details: dict[str, Any]) -> None:
         raise OSError("audit store down")
 
-    exchange = TokenExchange(
-        lambda: world.keyset, ISSUER, KubernetesAuth(world.api), world.agents, on_event=broken
-    )
+    exchange = world.exchange()
+    exchange.on_event = broken
     request = form(world.sa_token(pod), pod["metadata"]["annotations"][GRANT_ANNOTATION])
     status, body = await exchange.exchange(request)
     assert (status, body["error"]) == (500, "server_error")

@@ -49,6 +49,10 @@ GOOD = {
 }
 
 
+async def never_asked(*_: object) -> bool:
+    raise AssertionError("these requests are refused before the pod is looked at")
+
+
 @pytest.fixture
 def events() -> list[tuple[str, dict[str, Any]]]:
     return []
@@ -61,6 +65,8 @@ def exchange(keyset: KeySet, events: list[tuple[str, dict[str, Any]]]) -> TokenE
         ISSUER,
         NeverAsked(),
         AgentRegistry,
+        admitted=never_asked,
+        governed=never_asked,
         on_event=lambda result, details: events.append((result, details)),
         audiences=lambda: frozenset({"inference-gateway", "vector-db"}),
     )
@@ -312,6 +318,8 @@ async def test_fake_kube_with_a_bug_gives_server_error_not_a_traceback(
         ISSUER,
         FakeKubeWithABug(),
         AgentRegistry,
+        admitted=never_asked,
+        governed=never_asked,
         on_event=lambda result, details: events.append((result, details)),
     )
     status, body = await exchange.exchange(GOOD)

@@ -20,6 +20,7 @@ from webhook.detect import (
     ClaimResolver,
     ClaimUse,
     DetectError,
+    SideDoor,
     StaticClaimResolver,
     Workload,
     claim_references,
@@ -493,6 +494,7 @@ def test_resolver_is_asked_with_kind_per_source(detector: AcceleratorDetector) -
     [
         pytest.param("cpu-only.yaml", id="cpu-only"),
         pytest.param("gpu-lookalike-cpu-only.yaml", id="gpu-names-labels-env-nodeselector"),
+        pytest.param("side-door-env-void.yaml", id="visible-devices-void-none-empty"),
         pytest.param("zero-gpu.yaml", id="nvidia-gpu-zero"),
         pytest.param("dra-extended-resource-nic.yaml", id="dra-extended-resource-nic-class"),
     ],
@@ -508,10 +510,12 @@ def test_lookalike_fixture_really_carries_the_decoys() -> None:
     # Guard the negative test above: the decoys must stay in the fixture to mean anything.
     pod, _ = load("gpu-lookalike-cpu-only.yaml")
     spec = pod["spec"]
-    assert spec["runtimeClassName"] == "nvidia"
     assert "nvidia.com/gpu.product" in spec["nodeSelector"]
     assert "nvidia.com/gpu.present" in pod["metadata"]["labels"]
-    assert any(e["name"] == "NVIDIA_VISIBLE_DEVICES" for e in spec["containers"][0]["env"])
+    names = {e["name"] for e in spec["containers"][0]["env"]}
+    # Application-level selectors and driver capabilities: no runtime exposes devices for them.
+    assert {"CUDA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "ROCR_VISIBLE_DEVICES"} <= names
+    assert "runtimeClassName" not in spec  # that one is a side door (side-door-runtimeclass-*)
 
 
 # --------------------------------------------------------------------------------------------
@@ -656,19 +660,52 @@ def test_custom_device_class_glob() -> None:
         pytest.param("nvidia.com/gpu", True, id="exact"),
         pytest.param("nvidia.com/gpu.shared", True, id="time-sliced-renamed"),
         pytest.param("nvidia.com/mig-3g.40gb", True, id="mig-glob"),
-        pytest.param("nvidia.com/migration", False, id="mig-glob-needs-dash"),
+        # Whole vendor domains: renamed and future products are accelerators too.
+        pytest.param("nvidia.com/pgpu", True, id="nvidia-sandbox-pgpu"),
+        pytest.param("nvidia.com/GH100_H100_SXM5_80GB", True, id="nvidia-sandbox-model-name"),
+        pytest.param("nvidia.com/a100-shared", True, id="nvidia-time-slicing-rename"),
+        pytest.param("nvidia.com/vgpu", True, id="nvidia-vgpu"),
         pytest.param("NVIDIA.com/gpu", False, id="case-sensitive-domain"),
-        pytest.param("nvidia.com/GPU", False, id="case-sensitive-name"),
-        pytest.param("nvidia.com/gpu-extra", False, id="no-prefix-match"),
         pytest.param("xnvidia.com/gpu", False, id="no-suffix-match"),
+        pytest.param("nvidia.com.evil.example/gpu", False, id="domain-lookalike"),
+        # NICs in a GPU vendor's domain are excluded.
+        pytest.param("nvidia.com/rdma_shared_device_a", False, id="nvidia-rdma-shared-device"),
+        pytest.param("nvidia.com/mlnx_sriov_rdma", False, id="nvidia-mlnx-sriov"),
+        pytest.param("nvidia.com/sriov_rdma_vf", False, id="nvidia-sriov-vf"),
+        pytest.param("nvidia.com/hostdev", False, id="nvidia-host-device-nic"),
+        pytest.param("nvidia.com/priority", False, id="hami-task-priority"),
+        pytest.param("amd.com/gpu", True, id="amd-gpu"),
+        pytest.param("amd.com/cpx_nps4", True, id="amd-partition"),
+        pytest.param("amd.com/nic", False, id="amd-ai-nic"),
+        # Capacity resources are not device counts (see test_capacity_resources).
+        pytest.param("nvidia.com/gpumem", False, id="hami-gpumem-is-capacity"),
+        pytest.param("nvidia.com/gpucores", False, id="hami-gpucores-is-capacity"),
         pytest.param("gpu.intel.com/xe", True, id="intel-xe"),
-        pytest.param("gpu.intel.com/millicores", False, id="intel-gas-millicores-excluded"),
-        pytest.param("gpu.intel.com/memory.max", False, id="intel-gas-memory-excluded"),
+        pytest.param("gpu.intel.com/millicores", False, id="intel-gas-millicores-capacity"),
+        pytest.param("gpu.intel.com/memory.max", False, id="intel-gas-memory-capacity"),
         pytest.param("habana.ai/gaudi", True, id="gaudi"),
+        pytest.param("habana.ai/gaudi2", True, id="gaudi2"),
+        pytest.param("google.com/tpu", True, id="tpu"),
         pytest.param("aws.amazon.com/neuron", True, id="neuron"),
         pytest.param("aws.amazon.com/neurondevice", True, id="neurondevice"),
-        pytest.param("aws.amazon.com/efa", False, id="efa-nic"),
+        pytest.param("vpc.amazonaws.com/efa", False, id="efa-nic"),
+        pytest.param("huawei.com/Ascend910B3", True, id="ascend"),
+        pytest.param("huawei.com/Ascend910B3-memory", False, id="ascend-hami-memory-capacity"),
+        pytest.param("cambricon.com/mlu370", True, id="cambricon"),
+        pytest.param("cambricon.com/mlu.smlu.vmemory", False, id="cambricon-smlu-capacity"),
+        pytest.param("hygon.com/dcunum", True, id="hygon-dcu"),
+        pytest.param("mthreads.com/vgpu", True, id="moore-threads"),
+        pytest.param("metax-tech.com/sgpu", True, id="metax-sgpu"),
+        pytest.param("iluvatar.ai/vgpu", True, id="iluvatar"),
+        pytest.param("enflame.com/vgcu", True, id="enflame-vgcu"),
+        pytest.param("enflame.com/vgcu-percentage", False, id="enflame-percentage-capacity"),
+        pytest.param("kunlunxin.com/xpu", True, id="kunlunxin"),
+        pytest.param("qualcomm.com/qaic", True, id="qualcomm-ai100"),
+        pytest.param("volcano.sh/vgpu-number", True, id="volcano-vgpu"),
+        pytest.param("volcano.sh/vgpu-memory", False, id="volcano-vgpu-memory-capacity"),
         pytest.param("rdma/ib", False, id="rdma"),
+        pytest.param("rdma/rdma_shared_device_a", False, id="rdma-shared-device"),
+        pytest.param("intel.com/sriov_netdevice", False, id="intel-sriov-nic"),
         pytest.param("deviceclass.resource.kubernetes.io/mig.nvidia.com", True, id="dra-ext-mig"),
         pytest.param(
             "deviceclass.resource.kubernetes.io/compute-domain-default-channel.nvidia.com",
@@ -686,6 +723,24 @@ def test_exclusion_pattern() -> None:
     detector = AcceleratorDetector(resource_patterns=["nvidia.com/*", "!nvidia.com/hostdev"])
     assert detector.is_accelerator_resource("nvidia.com/gpu") is True
     assert detector.is_accelerator_resource("nvidia.com/hostdev") is False
+
+
+def test_exclusion_beats_capacity_beats_count() -> None:
+    detector = AcceleratorDetector(
+        resource_patterns=["vendor.io/*", "~vendor.io/mem*", "!vendor.io/mem-nic"]
+    )
+    assert (
+        detector.is_accelerator_resource("vendor.io/npu"),
+        detector.is_capacity_resource("vendor.io/npu"),
+    ) == (True, False)
+    assert (
+        detector.is_accelerator_resource("vendor.io/memory"),
+        detector.is_capacity_resource("vendor.io/memory"),
+    ) == (False, True)
+    assert (
+        detector.is_accelerator_resource("vendor.io/mem-nic"),
+        detector.is_capacity_resource("vendor.io/mem-nic"),
+    ) == (False, False)
 
 
 def test_empty_pattern_lists_match_nothing() -> None:
@@ -711,6 +766,13 @@ def test_default_device_classes() -> None:
         pytest.param({"resource_patterns": ["!"]}, ValueError, id="empty-negation"),
         pytest.param({"resource_patterns": [" nvidia.com/gpu"]}, ValueError, id="whitespace"),
         pytest.param({"resource_patterns": [3]}, TypeError, id="not-a-string"),
+        pytest.param({"resource_patterns": ["~"]}, ValueError, id="empty-capacity"),
+        pytest.param({"device_classes": ["~gpu.nvidia.com"]}, ValueError, id="capacity-class"),
+        pytest.param({"runtime_classes": "nvidia"}, TypeError, id="bare-string-runtime"),
+        pytest.param({"device_env": "NVIDIA_VISIBLE_DEVICES"}, TypeError, id="bare-string-env"),
+        pytest.param({"device_env": [""]}, ValueError, id="empty-env-name"),
+        pytest.param({"device_host_paths": ["dev/nvidia"]}, ValueError, id="relative-host-path"),
+        pytest.param({"sharing_annotations": [None]}, TypeError, id="annotation-not-a-string"),
     ],
 )
 def test_bad_pattern_configuration(kwargs: dict[str, Any], error: type[Exception]) -> None:
@@ -971,6 +1033,634 @@ def test_malformed_claim_object(
 
 
 # --------------------------------------------------------------------------------------------
+# Other vendors and renamed resources: whole vendor domains, NICs excluded
+# --------------------------------------------------------------------------------------------
+
+VENDOR_CASES = [
+    pytest.param(
+        "nvidia-passthrough-kata-pgpu.yaml",
+        [
+            ("cuda-vectoradd", "container", "nvidia.com/pgpu", 1),
+            ("second-vm-gpu", "container", "nvidia.com/GA102GL_A10", 1),
+        ],
+        2,
+        id="nvidia-sandbox-passthrough-names",
+    ),
+    pytest.param(
+        "nvidia-network-operator-rdma.yaml",
+        [("vllm", "container", GPU, 8)],
+        8,
+        id="nvidia-sriov-rdma-hostdev-nics-not-counted",
+    ),
+    pytest.param(
+        "hami-gpumem-gpucores.yaml",
+        [("ubuntu-container", "container", GPU, 1)],
+        1,  # 3000 MiB and 30 % are amounts of that one GPU
+        id="hami-capacity-next-to-count",
+    ),
+    pytest.param(
+        "hami-gpumem-percentage-only.yaml",
+        [("ubuntu-container", "container", "nvidia.com/gpumem-percentage", 1)],
+        1,
+        id="hami-capacity-alone-is-one-device",
+    ),
+    pytest.param(
+        "ascend-910b-mindie.yaml",
+        [("mindie", "container", "huawei.com/Ascend910B", 2)],
+        2,
+        id="huawei-ascend",
+    ),
+    pytest.param(
+        "ascend-vnpu-template.yaml",
+        [("infer", "container", "huawei.com/Ascend310P-2c", 1)],
+        1,
+        id="huawei-ascend-vnpu-template",
+    ),
+    pytest.param(
+        "cambricon-mlu.yaml", [("infer", "container", "cambricon.com/mlu", 1)], 1, id="cambricon"
+    ),
+    pytest.param(
+        "hygon-dcu.yaml", [("infer", "container", "hygon.com/dcunum", 1)], 1, id="hygon-dcu"
+    ),
+    pytest.param(
+        "mthreads-vgpu.yaml",
+        [("infer", "container", "mthreads.com/vgpu", 1)],
+        1,
+        id="moore-threads",
+    ),
+    pytest.param(
+        "metax-gpu.yaml", [("infer", "container", "metax-tech.com/gpu", 2)], 2, id="metax"
+    ),
+    pytest.param(
+        "iluvatar-vgpu.yaml", [("infer", "container", "iluvatar.ai/vgpu", 1)], 1, id="iluvatar"
+    ),
+    pytest.param(
+        "enflame-gcu.yaml", [("infer", "container", "enflame.com/gcu", 4)], 4, id="enflame"
+    ),
+    pytest.param(
+        "qualcomm-qaic.yaml", [("infer", "container", "qualcomm.com/qaic", 1)], 1, id="qualcomm"
+    ),
+    pytest.param(
+        "runtimeclass-nvidia-with-gpu.yaml",
+        [("cuda-container", "container", GPU, 1)],
+        1,  # with an allocation, the runtime class is how the GPU runs: no side door
+        id="nvidia-runtime-class-with-allocation",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fixture", "expected", "total"), VENDOR_CASES)
+def test_vendor_and_renamed_resources(
+    detector: AcceleratorDetector,
+    fixture: str,
+    expected: list[tuple[str, str, str, int]],
+    total: int,
+) -> None:
+    pod, resolver = load(fixture)
+    workload = detector.detect(pod, resolver)
+    assert [astuple(a) for a in workload.accelerators] == expected
+    assert workload.total == total
+    assert workload.side_doors == ()
+    assert workload.gpu is True
+
+
+CAPACITY_CASES = [
+    pytest.param({"nvidia.com/gpumem": 3000}, [("nvidia.com/gpumem", 1)], id="memory-alone"),
+    pytest.param(
+        {"nvidia.com/gpucores": 30, "nvidia.com/gpumem": "8Gi"},
+        [("nvidia.com/gpucores", 1)],
+        id="two-amounts-one-device",
+    ),
+    pytest.param(
+        {GPU: 2, "nvidia.com/gpumem": 3000}, [(GPU, 2)], id="amount-next-to-count-ignored"
+    ),
+    pytest.param({"nvidia.com/gpumem": 0}, [], id="zero-amount-is-none"),
+    pytest.param(
+        {"gpu.intel.com/millicores": 500}, [("gpu.intel.com/millicores", 1)], id="intel-gas-alone"
+    ),
+    pytest.param(
+        {
+            "gpu.intel.com/i915": 1,
+            "gpu.intel.com/millicores": 500,
+            "gpu.intel.com/memory.max": "8G",
+        },
+        [("gpu.intel.com/i915", 1)],
+        id="intel-gas-with-i915",
+    ),
+]
+
+
+@pytest.mark.parametrize(("limits", "expected"), CAPACITY_CASES)
+def test_capacity_resources(
+    detector: AcceleratorDetector, limits: dict[str, Any], expected: list[tuple[str, int]]
+) -> None:
+    workload = detector.detect(make_pod(ctr("c", limits)))
+    assert [(a.resource, a.count) for a in workload.accelerators] == expected
+    assert workload.total == sum(count for _, count in expected)
+
+
+def test_garbage_capacity_quantity_names_the_field(detector: AcceleratorDetector) -> None:
+    with pytest.raises(DetectError) as excinfo:
+        detector.detect(make_pod(ctr("c", {"nvidia.com/gpumem": "lots"})))
+    assert excinfo.value.field == 'spec.containers[0].resources.limits["nvidia.com/gpumem"]'
+
+
+# --------------------------------------------------------------------------------------------
+# GPU-sharing schedulers' annotations: counted
+# --------------------------------------------------------------------------------------------
+
+SHARING_CASES = [
+    pytest.param(
+        "kai-gpu-fraction.yaml",
+        ("sleep", "container", "gpu-fraction", 1),
+        'metadata.annotations["gpu-fraction"]',
+        id="kai-fraction-first-container",
+    ),
+    pytest.param(
+        "kai-gpu-fraction-admitted.yaml",
+        ("server", "container", "gpu-fraction", 1),
+        'metadata.annotations["gpu-fraction"]',
+        id="kai-fraction-after-kai-webhook-configmap-env-is-not-a-side-door",
+    ),
+    pytest.param(
+        "kai-gpu-memory-multi-device.yaml",
+        ("vllm", "container", "gpu-memory", 2),
+        'metadata.annotations["gpu-memory"]',
+        id="kai-memory-on-two-devices",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fixture", "expected", "field"), SHARING_CASES)
+def test_gpu_sharing_annotations_are_counted(
+    detector: AcceleratorDetector,
+    fixture: str,
+    expected: tuple[str, str, str, int],
+    field: str,
+) -> None:
+    pod, resolver = load(fixture)
+    workload = detector.detect(pod, resolver)
+    [use] = workload.accelerators
+    assert astuple(use) == expected
+    assert use.field == field
+    assert workload.total == expected[3]
+    assert workload.side_doors == ()
+    assert workload.gpu is True
+
+
+def shared_pod(
+    annotations: dict[str, Any], *containers: dict[str, Any], **kw: Any
+) -> dict[str, Any]:
+    pod = make_pod(*(containers or (ctr("main"),)), **kw)
+    pod["metadata"]["annotations"] = annotations
+    return pod
+
+
+@pytest.mark.parametrize(
+    ("annotations", "resource", "count"),
+    [
+        pytest.param({"gpu-fraction": "0.25"}, "gpu-fraction", 1, id="quarter"),
+        pytest.param({"gpu-fraction": "1.5"}, "gpu-fraction", 2, id="above-one-spans-two"),
+        pytest.param(
+            {"gpu-fraction": "0.5", "gpu-fraction-num-devices": "4"}, "gpu-fraction", 4,
+            id="fraction-of-four",
+        ),
+        pytest.param({"gpu-memory": "2000"}, "gpu-memory", 1, id="memory"),
+        pytest.param(
+            {"gpu-fraction-num-devices": "3"}, "gpu-fraction-num-devices", 3,
+            id="num-devices-alone-fails-closed",
+        ),
+        pytest.param(
+            {"gpu-fraction-num-devices": "0", "gpu-memory": "1"}, "gpu-memory", 1,
+            id="zero-devices-still-one",
+        ),
+    ],
+)  # fmt: skip
+def test_sharing_counts(
+    detector: AcceleratorDetector, annotations: dict[str, str], resource: str, count: int
+) -> None:
+    workload = detector.detect(shared_pod(annotations))
+    assert [(a.resource, a.count) for a in workload.accelerators] == [(resource, count)]
+    assert workload.total == count
+
+
+def test_share_adds_to_container_resources(detector: AcceleratorDetector) -> None:
+    workload = detector.detect(shared_pod({"gpu-fraction": "0.5"}, ctr("main", {GPU: 1})))
+    assert [astuple(a) for a in workload.accelerators] == [
+        ("main", "container", GPU, 1),
+        ("main", "container", "gpu-fraction", 1),
+    ]
+    assert workload.total == 2
+
+
+def test_share_goes_to_the_named_init_container(detector: AcceleratorDetector) -> None:
+    pod = shared_pod(
+        {"gpu-fraction": "0.5", "gpu-fraction-container-name": "warmup"},
+        ctr("main"),
+        init=(ctr("warmup"),),
+    )
+    assert astuple(detector.detect(pod).accelerators[0]) == (
+        "warmup", "initContainer", "gpu-fraction", 1
+    )  # fmt: skip
+
+
+def test_garbage_sharing_annotation_names_it(detector: AcceleratorDetector) -> None:
+    with pytest.raises(DetectError) as excinfo:
+        detector.detect(shared_pod({"gpu-fraction": "half"}))
+    assert excinfo.value.field == 'metadata.annotations["gpu-fraction"]'
+
+
+def test_sharing_annotations_are_configurable() -> None:
+    pod = shared_pod({"gpu-fraction": "0.5"})
+    assert AcceleratorDetector(sharing_annotations=()).detect(pod).gpu is False
+
+
+# --------------------------------------------------------------------------------------------
+# Side doors: devices without an allocation; governed, never counted
+# --------------------------------------------------------------------------------------------
+
+Door = tuple[str, str, str | None, str | None, str | None]
+
+SIDE_DOOR_CASES = [
+    pytest.param(
+        "side-door-env-visible-devices-all.yaml",
+        [("env", "spec.containers[0].env[1]", "cuda-vectoradd", "NVIDIA_VISIBLE_DEVICES", "all")],
+        0,
+        id="nvidia-visible-devices-all-without-a-request",
+    ),
+    pytest.param(
+        "side-door-env-value-from.yaml",
+        [
+            (
+                "env",
+                "spec.containers[0].env[0]",
+                "triton",
+                "NVIDIA_VISIBLE_DEVICES",
+                "valueFrom.configMapKeyRef",
+            )
+        ],
+        1,  # the GPU it requests is counted; the env var would override which ones it sees
+        id="nvidia-visible-devices-from-a-configmap-next-to-a-request",
+    ),
+    pytest.param(
+        "side-door-env-amd-habana-neuron.yaml",
+        [
+            ("env", "spec.containers[0].env[0]", "rocm", "AMD_VISIBLE_DEVICES", "all"),
+            ("env", "spec.containers[1].env[0]", "gaudi", "HABANA_VISIBLE_DEVICES", "all"),
+            ("env", "spec.containers[2].env[0]", "neuron", "AWS_NEURON_VISIBLE_DEVICES", "ALL"),
+        ],
+        0,
+        id="amd-habana-neuron-runtime-variables",
+    ),
+    pytest.param(
+        "side-door-runtimeclass-nvidia.yaml",
+        [("runtimeClass", "spec.runtimeClassName", None, "nvidia", None)],
+        0,
+        id="nvidia-runtime-class-without-allocation",
+    ),
+    pytest.param(
+        "side-door-hostpath-nvidia-devices.yaml",
+        [
+            ("hostPath", "spec.volumes[0].hostPath.path", None, "nvidia0", "/dev/nvidia0"),
+            ("hostPath", "spec.volumes[1].hostPath.path", None, "nvidiactl", "//dev/nvidiactl"),
+            ("hostPath", "spec.volumes[2].hostPath.path", None, "nvidia-uvm", "/dev/./nvidia-uvm/"),
+        ],
+        0,
+        id="nvidia-device-nodes-as-host-paths",
+    ),
+    pytest.param(
+        "side-door-hostpath-rocm.yaml",
+        [
+            ("hostPath", "spec.volumes[0].hostPath.path", None, "kfd", "/dev/kfd"),
+            ("hostPath", "spec.volumes[1].hostPath.path", None, "dri", "/dev/dri"),
+        ],
+        0,
+        id="rocm-kfd-and-dri",
+    ),
+    pytest.param(
+        "side-door-hostpath-dev.yaml",
+        [
+            ("hostPath", "spec.volumes[0].hostPath.path", None, "dev", "/dev"),
+            ("hostPath", "spec.volumes[1].hostPath.path", None, "host-root", "/"),
+        ],
+        0,  # /var/log is no door
+        id="dev-and-root-hold-every-device",
+    ),
+    pytest.param(
+        "side-door-privileged.yaml",
+        [
+            ("privileged", "spec.initContainers[0].securityContext.privileged", "pull-model",
+             None, None),
+            ("privileged", "spec.containers[0].securityContext.privileged", "ollama", None, None),
+        ],
+        0,  # privileged: false is no door
+        id="privileged-init-and-regular-containers",
+    ),
+    pytest.param(
+        "side-door-cdi-annotation.yaml",
+        [
+            ("annotation", 'metadata.annotations["cdi.k8s.io/vllm"]', None, "cdi.k8s.io/vllm",
+             "nvidia.com/gpu=all"),
+            ("annotation", 'metadata.annotations["io.kubernetes.cri-o.Devices"]', None,
+             "io.kubernetes.cri-o.Devices", "/dev/nvidia0"),
+        ],
+        0,
+        id="cdi-and-cri-o-device-annotations",
+    ),
+]  # fmt: skip
+
+
+def door(d: SideDoor) -> Door:
+    return (d.kind, d.field, d.container, d.name, d.value)
+
+
+@pytest.mark.parametrize(("fixture", "expected", "total"), SIDE_DOOR_CASES)
+def test_side_doors(
+    detector: AcceleratorDetector, fixture: str, expected: list[Door], total: int
+) -> None:
+    pod, resolver = load(fixture)
+    workload = detector.detect(pod, resolver)
+    assert [door(d) for d in workload.side_doors] == expected
+    assert workload.total == total  # side doors are governed, never counted
+    assert workload.gpu is True
+
+
+def env_pod(*env: dict[str, Any], annotations: dict[str, Any] | None = None) -> dict[str, Any]:
+    pod = make_pod(ctr("main", env=list(env)))
+    if annotations is not None:
+        pod["metadata"]["annotations"] = annotations
+    return pod
+
+
+NVD = "NVIDIA_VISIBLE_DEVICES"
+FROM_CONFIGMAP = {"configMapKeyRef": {"name": "gpu-sharing-x7k2pq9-shared-gpu-0", "key": NVD}}
+
+ENV_CASES = [
+    pytest.param({"name": NVD, "value": "all"}, "all", id="all"),
+    pytest.param({"name": NVD, "value": "0,1"}, "0,1", id="indexes"),
+    pytest.param({"name": NVD, "value": "GPU-3b1c2d4e"}, "GPU-3b1c2d4e", id="uuid"),
+    pytest.param({"name": NVD, "value": "void"}, None, id="void-exposes-nothing"),
+    pytest.param({"name": NVD, "value": "none"}, None, id="none-exposes-nothing"),
+    pytest.param({"name": NVD, "value": ""}, None, id="empty-exposes-nothing"),
+    pytest.param({"name": NVD}, None, id="no-value-exposes-nothing"),
+    # The toolkit compares exactly: anything else is a device list.
+    pytest.param({"name": NVD, "value": "VOID"}, "VOID", id="void-upper-case-is-a-device-list"),
+    pytest.param({"name": NVD, "value": " void"}, " void", id="void-padded-is-a-device-list"),
+    pytest.param(
+        {"name": NVD, "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        "valueFrom.secretKeyRef",
+        id="from-a-secret",
+    ),
+    pytest.param(
+        {"name": NVD, "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['gpus']"}}},
+        "valueFrom.fieldRef",
+        id="from-an-annotation",
+    ),
+    pytest.param({"name": NVD, "valueFrom": FROM_CONFIGMAP}, "valueFrom.configMapKeyRef",
+                 id="from-a-configmap-without-a-share"),
+    pytest.param({"name": "NVIDIA_MIG_CONFIG_DEVICES", "value": "all"}, "all", id="mig-config"),
+    pytest.param({"name": "ASCEND_VISIBLE_DEVICES", "value": "0"}, "0", id="ascend"),
+    pytest.param({"name": "MTHREADS_VISIBLE_DEVICES", "value": "all"}, "all", id="moore-threads"),
+    pytest.param({"name": "ENFLAME_VISIBLE_DEVICES", "value": "0,1"}, "0,1", id="enflame"),
+    # Application level: they only narrow the devices already in the container.
+    pytest.param({"name": "CUDA_VISIBLE_DEVICES", "value": "0"}, None, id="cuda-app-level"),
+    pytest.param({"name": "HIP_VISIBLE_DEVICES", "value": "0"}, None, id="hip-app-level"),
+    pytest.param({"name": "ROCR_VISIBLE_DEVICES", "value": "0"}, None, id="rocr-app-level"),
+    pytest.param({"name": "NEURON_RT_VISIBLE_CORES", "value": "0"}, None, id="neuron-cores"),
+    pytest.param({"name": "TPU_VISIBLE_CHIPS", "value": "0"}, None, id="tpu-app-level"),
+    pytest.param(
+        {"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "all"}, None, id="driver-libraries"
+    ),
+    pytest.param({"name": "nvidia_visible_devices", "value": "all"}, None, id="case-sensitive"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("env", "value"), ENV_CASES)
+def test_device_env_values(
+    detector: AcceleratorDetector, env: dict[str, Any], value: str | None
+) -> None:
+    workload = detector.detect(env_pod(env))
+    expected = (
+        [] if value is None else [("env", "spec.containers[0].env[0]", "main", env["name"], value)]
+    )
+    assert [door(d) for d in workload.side_doors] == expected
+    assert workload.gpu is (value is not None)
+
+
+KAI_EXEMPTION_CASES = [
+    pytest.param(
+        {"gpu-fraction": "0.5"}, FROM_CONFIGMAP, 0, False, id="kai-share-configmap-exempt"
+    ),
+    pytest.param(
+        {"gpu-fraction": "0.5", "gpu-fraction-container-name": "other"}, FROM_CONFIGMAP, 0, True,
+        id="not-the-fraction-container",
+    ),
+    pytest.param(
+        {"gpu-fraction": "0.5"}, {"secretKeyRef": {"name": "s", "key": NVD}}, 0, True,
+        id="share-but-from-a-secret",
+    ),
+    pytest.param(
+        {"gpu-fraction": "0.5"}, {"configMapKeyRef": {"name": "c", "key": NVD}, "fieldRef": {}},
+        0, True, id="share-but-two-sources",
+    ),
+    pytest.param({}, FROM_CONFIGMAP, 0, True, id="configmap-without-a-share"),
+    pytest.param(
+        {"gpu-fraction": "0.5"}, None, 1, True, id="share-but-literal-value",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("annotations", "value_from", "container", "door_found"), KAI_EXEMPTION_CASES
+)
+def test_kai_visible_devices_exemption(
+    detector: AcceleratorDetector,
+    annotations: dict[str, str],
+    value_from: dict[str, Any] | None,
+    container: int,
+    door_found: bool,
+) -> None:
+    # KAI gives NVIDIA_VISIBLE_DEVICES from its own ConfigMap to the fraction container only.
+    env = {"name": NVD, "valueFrom": value_from} if value_from else {"name": NVD, "value": "all"}
+    containers = [ctr("main"), ctr("other")]
+    containers[container]["env"] = [env]
+    workload = detector.detect(shared_pod(annotations, *containers))
+    assert bool(workload.side_doors) is door_found
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("/dev/nvidia0", True, id="nvidia-device"),
+        pytest.param("/dev/nvidia-caps/nvidia-cap1", True, id="nvidia-mig-caps"),
+        pytest.param("/dev/dri/renderD128", True, id="dri-render-node"),
+        pytest.param("/dev/accel/accel0", True, id="accel-class"),
+        pytest.param("/dev/accel0", True, id="tpu"),
+        pytest.param("/dev/neuron3", True, id="neuron"),
+        pytest.param("/dev/hl0", True, id="gaudi-legacy"),
+        pytest.param("/dev/davinci_manager", True, id="ascend-manager"),
+        pytest.param("/dev/vfio/42", True, id="vfio-passthrough"),
+        pytest.param("/dev/char/195:0", True, id="char-device-symlinks"),
+        pytest.param("/dev", True, id="dev-ancestor"),
+        pytest.param("/dev/", True, id="dev-trailing-slash"),
+        pytest.param("/", True, id="root-ancestor"),
+        pytest.param("//", True, id="root-double-slash"),
+        pytest.param("//dev//nvidia0", True, id="doubled-slashes"),
+        pytest.param("/dev/./nvidia0", True, id="dot-segment"),
+        pytest.param("/run/../dev/nvidia0", True, id="dot-dot-segment"),
+        pytest.param("dev/nvidia0", True, id="relative-from-kubelet-root"),
+        pytest.param("/dev/shm", False, id="dev-shm"),
+        pytest.param("/dev/infiniband", False, id="rdma-devices-not-accelerators"),
+        pytest.param("/de", False, id="not-an-ancestor"),
+        pytest.param("/devices/nvidia0", False, id="lookalike-directory"),
+        pytest.param("/var/lib/kubelet/pods", False, id="unrelated"),
+        pytest.param("/mnt/models", False, id="models"),
+        pytest.param("C:\\dev\\nvidia0", False, id="windows-drive-path"),
+        pytest.param("\\\\server\\share", False, id="windows-unc-path"),
+    ],
+)
+def test_device_host_paths(detector: AcceleratorDetector, path: str, expected: bool) -> None:
+    assert detector.is_device_host_path(path) is expected
+
+
+@pytest.mark.parametrize(
+    ("runtime_class", "door_found"),
+    [
+        pytest.param("nvidia", True, id="nvidia"),
+        pytest.param("nvidia-cdi", True, id="nvidia-cdi"),
+        pytest.param("nvidia-legacy", True, id="nvidia-legacy"),
+        pytest.param("amd", True, id="amd"),
+        pytest.param("habana", True, id="habana"),
+        pytest.param("kata-qemu-nvidia-gpu-snp", True, id="kata-gpu-passthrough-snp"),
+        pytest.param("nvidiafoo", False, id="no-prefix-without-dash"),
+        pytest.param("runc", False, id="runc"),
+        pytest.param("kata-qemu", False, id="kata-without-gpu"),
+        pytest.param("gvisor", False, id="gvisor"),
+    ],
+)
+def test_runtime_classes(
+    detector: AcceleratorDetector, runtime_class: str, door_found: bool
+) -> None:
+    pod = make_pod(ctr("main"))
+    pod["spec"]["runtimeClassName"] = runtime_class
+    assert bool(detector.detect(pod).side_doors) is door_found
+    # An allocation makes it the ordinary way to run the accelerator.
+    pod["spec"]["containers"][0]["resources"] = {"limits": {GPU: 1}}
+    assert detector.detect(pod).side_doors == ()
+
+
+def test_privileged_ephemeral_debug_container(detector: AcceleratorDetector) -> None:
+    # `kubectl debug --profile=sysadmin` adds a privileged ephemeral container.
+    debug = {"name": "debugger-r2x9k", "image": "busybox", "securityContext": {"privileged": True}}
+    workload = detector.detect(make_pod(ctr("main"), ephemeral=(debug,)))
+    assert [door(d) for d in workload.side_doors] == [
+        ("privileged", "spec.ephemeralContainers[0].securityContext.privileged",
+         "debugger-r2x9k", None, None),
+    ]  # fmt: skip
+
+
+def test_privileged_check_can_be_turned_off() -> None:
+    # For clusters where Pod Security Admission already refuses privileged pods.
+    pod, _ = load("side-door-privileged.yaml")
+    assert AcceleratorDetector(privileged=False).detect(pod).gpu is False
+
+
+def test_side_door_paths_are_configurable() -> None:
+    pod, _ = load("side-door-hostpath-rocm.yaml")
+    assert AcceleratorDetector(device_host_paths=()).detect(pod).side_doors == ()
+    only_kfd = AcceleratorDetector(device_host_paths=["/dev/kfd"]).detect(pod)
+    assert [d.name for d in only_kfd.side_doors] == ["kfd"]
+    pod, _ = load("side-door-runtimeclass-nvidia.yaml")
+    assert AcceleratorDetector(runtime_classes=()).detect(pod).gpu is False
+    pod, _ = load("side-door-env-visible-devices-all.yaml")
+    assert AcceleratorDetector(device_env=()).detect(pod).gpu is False
+    pod, _ = load("side-door-cdi-annotation.yaml")
+    assert AcceleratorDetector(device_annotations=()).detect(pod).gpu is False
+
+
+def test_side_door_values_are_clipped_and_ascii(detector: AcceleratorDetector) -> None:
+    [found] = detector.detect(
+        env_pod({"name": NVD, "value": "GPU-\u00e9\n" + "x" * 200})
+    ).side_doors
+    assert found.value is not None
+    assert found.value.isascii()
+    assert found.value.startswith("GPU-\\xe9\\n")
+    assert len(found.value) == 64
+    assert found.value.endswith("...")
+
+
+def test_side_doors_in_policy_input(detector: AcceleratorDetector) -> None:
+    pod, _ = load("side-door-env-value-from.yaml")
+    data = detector.detect(pod).to_input()
+    assert data["sideDoors"] == [
+        {
+            "kind": "env",
+            "field": "spec.containers[0].env[0]",
+            "container": "triton",
+            "name": "NVIDIA_VISIBLE_DEVICES",
+            "value": "valueFrom.configMapKeyRef",
+        }
+    ]
+    assert data["total"] == 1
+
+
+SIDE_DOOR_MALFORMED_CASES = [
+    pytest.param(
+        make_pod(ctr("c", env="NVIDIA_VISIBLE_DEVICES=all")),
+        "spec.containers[0].env",
+        "expected a list",
+        id="env-not-a-list",
+    ),
+    pytest.param(
+        make_pod(ctr("c", env=["NVIDIA_VISIBLE_DEVICES=all"])),
+        "spec.containers[0].env[0]",
+        "expected an env var object",
+        id="env-entry-not-an-object",
+    ),
+    pytest.param(
+        make_pod(ctr("c", env=[{"name": NVD, "value": 1}])),
+        "spec.containers[0].env[0].value",
+        "expected a string value, got 1",
+        id="env-value-not-a-string",
+    ),
+    pytest.param(
+        make_pod(ctr("c", securityContext="privileged")),
+        "spec.containers[0].securityContext",
+        "expected an object",
+        id="security-context-not-an-object",
+    ),
+    pytest.param(
+        {"spec": {"containers": [], "volumes": {"dev": "/dev"}}},
+        "spec.volumes",
+        "expected a list",
+        id="volumes-not-a-list",
+    ),
+    pytest.param(
+        {"spec": {"containers": [], "volumes": [{"name": "d", "hostPath": {"path": 5}}]}},
+        "spec.volumes[0].hostPath.path",
+        "expected a string, got 5",
+        id="host-path-not-a-string",
+    ),
+    pytest.param(
+        {"metadata": {"annotations": ["gpu-fraction"]}, "spec": {"containers": []}},
+        "metadata.annotations",
+        "expected an object",
+        id="annotations-not-an-object",
+    ),
+]
+
+
+@pytest.mark.parametrize(("pod", "field", "message"), SIDE_DOOR_MALFORMED_CASES)
+def test_malformed_side_door_fields(
+    detector: AcceleratorDetector, pod: Any, field: str, message: str
+) -> None:
+    with pytest.raises(DetectError) as excinfo:
+        detector.detect(pod)
+    assert excinfo.value.field == field
+    assert message in str(excinfo.value)
+
+
+# --------------------------------------------------------------------------------------------
 # Output shape, resolver, purity
 # --------------------------------------------------------------------------------------------
 
@@ -980,7 +1670,13 @@ def test_to_input_matches_contract_shape(detector: AcceleratorDetector) -> None:
     data = detector.detect(pod, resolver).to_input()
     assert data == {
         "accelerators": [
-            {"container": "main", "containerType": "container", "resource": GPU, "count": 4}
+            {
+                "container": "main",
+                "containerType": "container",
+                "resource": GPU,
+                "count": 4,
+                "field": "spec.containers[0].resources",
+            }
         ],
         "claims": [
             {
@@ -1005,13 +1701,19 @@ def test_to_input_matches_contract_shape(detector: AcceleratorDetector) -> None:
             },
         ],
         "total": 5,
+        "sideDoors": [],
     }
     assert json.loads(json.dumps(data)) == data  # plain JSON types only
 
 
 def test_to_input_for_cpu_pod(detector: AcceleratorDetector) -> None:
     pod, _ = load("cpu-only.yaml")
-    assert detector.detect(pod).to_input() == {"accelerators": [], "claims": [], "total": 0}
+    assert detector.detect(pod).to_input() == {
+        "accelerators": [],
+        "claims": [],
+        "total": 0,
+        "sideDoors": [],
+    }
 
 
 def test_results_are_immutable(detector: AcceleratorDetector) -> None:

@@ -377,11 +377,34 @@ async def test_ephemeral_containers_are_reviewed(
 
 
 async def test_other_pod_subresources_are_not_reviewed_as_pods(make_client: AppClient) -> None:
-    body = review(example_pod("allowed-vllm-llama"), operation="UPDATE", sub_resource="status")
+    body = review(example_pod("allowed-vllm-llama"), operation="UPDATE", sub_resource="binding")
     async with make_client() as client:
         response = response_of(await post(client, "/validate", body))
     assert response["status"]["code"] == 400
-    assert "subresource status" in response["status"]["message"]
+    assert "subresource binding" in response["status"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "allowed"),
+    [
+        pytest.param(("labels", "kube-intent.io/agent"), "batch-eval", False, id="agent-label"),
+        pytest.param(("annotations", "kube-intent.io/intent"), "{}", False, id="intent"),
+        pytest.param(("labels", "team"), "support", True, id="unrelated-label"),
+    ],
+)
+async def test_status_writes_cannot_change_governed_fields(
+    make_client: AppClient, path: tuple[str, str], value: str, allowed: bool
+) -> None:
+    """PATCH pods/status carries metadata too: it is reviewed like any other UPDATE."""
+    old = example_pod("allowed-vllm-llama")
+    new = copy.deepcopy(old)
+    new["metadata"][path[0]][path[1]] = value
+    body = review(new, operation="UPDATE", old=old, sub_resource="status")
+    async with make_client() as client:
+        response = response_of(await post(client, "/validate", body))
+    assert response["allowed"] is allowed
+    if not allowed:
+        assert "[immutable-governed-fields]" in response["status"]["message"]
 
 
 async def test_a_governed_pod_that_no_longer_looks_like_one_keeps_its_fields_pinned(

@@ -86,3 +86,57 @@ async def test_token_endpoint_without_a_cluster_is_unavailable(client: httpx.Asy
     assert response.status_code == 503
     assert response.json()["error"] == "temporarily_unavailable"
     assert response.headers["cache-control"] == "no-store"
+
+
+async def test_a_dry_run_is_signed_no_grant_and_still_validates(
+    client: httpx.AsyncClient,
+) -> None:
+    """`kubectl create --dry-run=server` leaves no audit row, so it must get no usable grant."""
+    pod = example_pod("allowed-vllm-llama")
+    pod["metadata"]["annotations"][GRANT_ANNOTATION] = "copied.from.elsewhere"
+    body = review(pod)
+    body["request"]["dryRun"] = True
+    async with client:
+        mutated = apply_patch(pod, patch_of(response_of(await post(client, "/mutate", body))))
+        assert GRANT_ANNOTATION not in mutated["metadata"]["annotations"]
+        assert "kube-intent-token" in {v["name"] for v in mutated["spec"]["volumes"]}
+        body = review(mutated)
+        body["request"]["dryRun"] = True
+        assert response_of(await post(client, "/validate", body))["allowed"] is True
+
+
+ENDPOINT_ENV = "KUBE_INTENT_TOKEN_ENDPOINT"
+
+
+@pytest.mark.parametrize(
+    "authored",
+    [
+        pytest.param([{"name": ENDPOINT_ENV, "value": "https://attacker.example"}], id="own-value"),
+        pytest.param(
+            [
+                {"name": ENDPOINT_ENV, "value": f"{ISSUER}/token"},
+                {"name": ENDPOINT_ENV, "value": "https://attacker.example"},
+            ],
+            id="duplicate-after-ours",
+        ),
+    ],
+)
+async def test_the_mutation_owns_its_env_names(
+    client: httpx.AsyncClient, authored: list[dict[str, str]]
+) -> None:
+    """The container gets the last of duplicate env names: only ours may remain."""
+    pod = example_pod("allowed-vllm-llama")
+    pod["spec"]["containers"][0]["env"] = [{"name": "KEEP", "value": "me"}, *authored]
+    async with client:
+        mutated = apply_patch(
+            pod, patch_of(response_of(await post(client, "/mutate", review(pod))))
+        )
+        env = mutated["spec"]["containers"][0]["env"]
+        assert [e["value"] for e in env if e["name"] == ENDPOINT_ENV] == [f"{ISSUER}/token"]
+        assert {"name": "KEEP", "value": "me"} in env
+        assert response_of(await post(client, "/validate", review(mutated)))["allowed"] is True
+        # A later mutator appending a duplicate is caught on the final object.
+        env.append({"name": ENDPOINT_ENV, "value": "https://attacker.example"})
+        response = response_of(await post(client, "/validate", review(mutated)))
+    assert response["allowed"] is False
+    assert f"spec.containers[0].env[{ENDPOINT_ENV}]" in response["status"]["message"]

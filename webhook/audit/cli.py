@@ -44,6 +44,8 @@ def run(open_args: str, action: Callable[[AuditStore], Awaitable[T]]) -> T:
             raise click.ClickException(f"cannot open audit store {open_args}: {exc}") from None
         try:
             return await action(store)
+        except AuditError as exc:  # e.g. a row edited into something unreadable: say which
+            raise click.ClickException(str(exc)) from None
         finally:
             await store.close()
 
@@ -206,7 +208,9 @@ def verify(db: str | None, keys_dir: Path | None, checkpoints: tuple[TextIO, ...
         raise click.ClickException(str(exc)) from None
 
     async def action(store: AuditStore) -> tuple[VerifyResult, list[str]]:
-        return await verify_store(store), await check_checkpoints(store, signed)
+        result = await verify_store(store)
+        # A broken chain is the finding; reading it again for the checkpoints would only fail.
+        return result, await check_checkpoints(store, signed) if result.ok else []
 
     result, problems = run(db or default_db(), action)
     if not result.ok:

@@ -19,14 +19,16 @@ class AuditStoreError(AuditError):
 
 
 class CorruptRecord(AuditStoreError):
-    """A stored row cannot be turned back into a record (someone wrote garbage into it).
+    """A stored row cannot be turned back into a record, or is not stored the way the store
+    writes it (someone wrote garbage into it, or edited a column's type or encoding).
 
     Raised while reading so that ``verify`` can report the row instead of crashing.
     """
 
-    def __init__(self, seq: int | None, reason: str) -> None:
-        super().__init__(f"audit row seq={seq} is unreadable: {reason}")
+    def __init__(self, seq: int | None, reason: str, *, record_id: int | None = None) -> None:
+        super().__init__(f"audit row seq={seq} id={record_id} is corrupt: {reason}")
         self.seq = seq
+        self.record_id = record_id
         self.reason = reason
 
 

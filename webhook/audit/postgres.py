@@ -37,7 +37,7 @@ from .store import (
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 3  # fail fast when the server is unreachable: callers wait on us
-MAX_BATCH = 500  # records per transaction (24 parameters each, well under PostgreSQL's 65535)
+MAX_BATCH = 500  # records per transaction (26 parameters each, well under PostgreSQL's 65535)
 ITER_BATCH = 1000
 # Advisory lock keys: arbitrary constants ("kiaudit" + 1/2) shared by every kube-intent process.
 CHAIN_LOCK_KEY = int.from_bytes(b"kiaudit\x01", "big")
@@ -89,6 +89,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 FOR EACH ROW EXECUTE FUNCTION {TABLE}_append_only()""",
             f"""CREATE TRIGGER {TABLE}_no_truncate BEFORE TRUNCATE ON {TABLE}
                 FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_append_only()""",
+        ],
+    ),
+    (
+        # What the token endpoint needs. Existing rows get NULL and false: the values that
+        # ``record.py`` leaves out of the hash, so their hashes do not change.
+        2,
+        [
+            f"""ALTER TABLE {TABLE} ADD COLUMN pod_uid text,
+                ADD COLUMN authenticated boolean NOT NULL DEFAULT false""",
+            # ``admitted``: the newest allowed admission of one pod.
+            f"CREATE INDEX {TABLE}_pod_uid ON {TABLE} (pod_uid, seq)",
         ],
     ),
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -67,6 +68,48 @@ def to_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+MAX_JSON_DEPTH = 64
+JSON_TOO_DEEP = f"<cut: nested deeper than {MAX_JSON_DEPTH} levels>"
+_INT64 = range(-(2**63), 2**63)
+
+
+def _int_text(value: int) -> str:
+    # Decimal for a reader. Python refuses to print integers of more than 4,300 digits in
+    # decimal (a guard against quadratic conversion); hex has no such limit.
+    try:
+        return str(value)
+    except ValueError:
+        return hex(value)
+
+
+def normalise_json(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON that every consumer can read, and ``canonical_json`` always encodes.
+
+    The intent and the policy input are whatever the pod's author wrote, as a lenient parser
+    read it: NaN and Infinity (``1e309``, YAML ``.nan``), lone surrogates, integers no 64-bit
+    reader can hold (or of thousands of digits), nesting deep enough to exhaust the recursion
+    limit. Refusing such a record would lose the decision (usually a denial), so each is
+    replaced by a string instead. Idempotent.
+    """
+    if isinstance(value, str):
+        return _clean_text(value)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if value in _INT64 else _int_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, float):
+        return value
+    if isinstance(value, Mapping | list | tuple) and depth >= MAX_JSON_DEPTH:
+        return JSON_TOO_DEEP
+    if isinstance(value, Mapping):
+        return {_clean_text(str(k)): normalise_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [normalise_json(v, depth + 1) for v in value]
+    return _clean_text(str(value))  # not a JSON type at all: keep what it says
 
 
 def canonical_json(value: Any) -> str:
@@ -145,6 +188,8 @@ class AuditRecord(BaseModel):
     latency_ms: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     input: dict[str, Any] | None = None
     message: CleanStr = ""
+    pod_uid: CleanStr | None = None
+    authenticated: bool = False
     seq: int | None = Field(default=None, ge=1)
     prev_hash: HexHash | None = None
     hash: HexHash | None = None
@@ -159,6 +204,12 @@ class AuditRecord(BaseModel):
         # The stored, fixed-width form everywhere: CLI, API and exports agree to the microsecond.
         return format_time(value)
 
+    @field_validator("intent", "input", mode="before")
+    @classmethod
+    def _normalise_json(cls, value: Any) -> Any:
+        # Before validation: keys that are not strings are made strings, not refused.
+        return normalise_json(value)
+
     @field_validator("latency_ms")
     @classmethod
     def _no_negative_zero(cls, value: float) -> float:
@@ -169,14 +220,14 @@ class AuditRecord(BaseModel):
     @model_validator(mode="after")
     def _serialisable(self) -> AuditRecord:
         # Fail when the record is built (in the handler), not later in the write path where a
-        # record that cannot be serialised (NaN in the input, ...) would be retried forever.
+        # record that cannot be serialised would be retried forever.
         canonical_json(self._content(seq=1, prev_hash=GENESIS_HASH))
         return self
 
     def _content(self, *, seq: int, prev_hash: str) -> dict[str, Any]:
         # The frozen list of hashed fields. Adding a field here changes every hash: a new field
         # must be omitted from the content while it has its default value.
-        return {
+        content: dict[str, Any] = {
             "time": format_time(self.time),
             "kind": self.kind,
             "uid": self.uid,
@@ -201,6 +252,11 @@ class AuditRecord(BaseModel):
             "seq": seq,
             "prev_hash": prev_hash,
         }
+        if self.pod_uid is not None:
+            content["pod_uid"] = self.pod_uid
+        if self.authenticated:
+            content["authenticated"] = True
+        return content
 
     def canonical_bytes(self, *, seq: int, prev_hash: str) -> bytes:
         """The exact bytes that are hashed for this record at position ``seq``."""
@@ -233,6 +289,14 @@ class StoredRecord(AuditRecord):
     seq: int = Field(ge=1)
     prev_hash: HexHash
     hash: HexHash
+
+    @field_validator("intent", "input", mode="before")
+    @classmethod
+    def _normalise_json(cls, value: Any) -> Any:
+        # Replaces AuditRecord's validator of the same name: a stored row is taken exactly as it
+        # was hashed. Rows written before normalisation existed may hold values it would change
+        # (an integer above 2**63), and their hash must still verify.
+        return value
 
     def recompute_hash(self) -> str:
         return self.compute_hash(seq=self.seq, prev_hash=self.prev_hash)

@@ -63,6 +63,8 @@ def admission_record(
         message=""
         if verdict.allowed
         else verdict.denial_message(f"{request.namespace}/{request.name}"),
+        pod_uid=request.pod_uid or None,
+        authenticated=request.authenticated,
     )
 
 

@@ -4,6 +4,11 @@ Structured fields (groups, intent, accelerators, violations, input) are stored a
 *text* in both databases: reading the text back gives exactly the values that were hashed, where
 PostgreSQL ``jsonb`` would reformat numbers and refuse some strings, and ``verify`` would then
 report rows that nobody touched.
+
+Reading is strict: a row must hold exactly what ``record_params`` writes for the record it parses
+to. Parsing alone is lenient (the text 'false' or a blob 'coder' read back as the hashed values),
+so a row edited that way would still verify while the filters, which compare the stored columns
+(``allowed = 0``, ``agent = 'coder'``), no longer find it.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ COLUMNS: tuple[str, ...] = (
     "latency_ms",
     "input",
     "message",
+    "pod_uid",
+    "authenticated",
     "prev_hash",
     "hash",
 )
@@ -55,6 +62,21 @@ INSERT_COLUMNS = ", ".join(COLUMNS)
 
 _JSON_COLUMNS = frozenset({"user_groups", "intent", "accelerators", "violations", "input"})
 
+ERR_UNREADABLE = "unreadable row: {detail}"
+ERR_EDITED = "hash does not match the row's content (row edited)"
+ERR_STORED_FORM = (
+    "column {column} holds {found} where the hashed record is stored as {expected} (row edited)"
+)
+# Storage classes by the Python type the drivers return them as (SQLite's typeof names).
+_TYPE_NAMES: dict[type, str] = {
+    type(None): "null",
+    int: "integer",
+    float: "real",
+    str: "text",
+    bytes: "blob",
+    bool: "boolean",
+}
+
 
 def _json_or_null(value: Any) -> str | None:
     return None if value is None else canonical_json(value)
@@ -62,8 +84,10 @@ def _json_or_null(value: Any) -> str | None:
 
 def record_params(record: StoredRecord, *, dialect: Dialect) -> list[Any]:
     """INSERT parameters, in ``COLUMNS`` order (the record is already placed in the chain)."""
-    # SQLite has no timestamp type: the fixed-width text form sorts and compares correctly.
+    # SQLite has no timestamp or boolean type: the fixed-width text form sorts and compares
+    # correctly, and flags are the integers 0 and 1.
     time: Any = format_time(record.time) if dialect == "sqlite" else record.time
+    flag = int if dialect == "sqlite" else bool
     return [
         record.seq,
         time,
@@ -80,22 +104,35 @@ def record_params(record: StoredRecord, *, dialect: Dialect) -> list[Any]:
         _json_or_null(record.intent),
         record.intent_digest,
         canonical_json(record.accelerators.model_dump()),
-        record.allowed,
+        flag(record.allowed),
         canonical_json([v.model_dump() for v in record.violations]),
         record.policy_revision,
         record.grant_jti,
         record.latency_ms,
         _json_or_null(record.input),
         record.message,
+        record.pod_uid,
+        flag(record.authenticated),
         record.prev_hash,
         record.hash,
     ]
 
 
-def row_to_record(row: Sequence[Any]) -> StoredRecord:
-    """Build a record from a ``SELECT_COLUMNS`` row; a row that does not parse is corrupt."""
+def _describe(value: Any) -> str:
+    text = repr(value)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return f"{_TYPE_NAMES.get(type(value), type(value).__name__)} {text}"
+
+
+def row_to_record(row: Sequence[Any], *, dialect: Dialect) -> StoredRecord:
+    """Build a record from a ``SELECT_COLUMNS`` row.
+
+    Raises ``CorruptRecord`` for a row that does not parse, and for one whose columns are not
+    exactly (type and encoding) what the store writes for the record it parses to.
+    """
     values = dict(zip(("id", *COLUMNS), row, strict=True))
-    seq = values.get("seq")
+    seq = values["seq"] if isinstance(values["seq"], int) else None
+    record_id = values["id"]
     try:
         for column in _JSON_COLUMNS:
             if values[column] is not None:
@@ -104,9 +141,19 @@ def row_to_record(row: Sequence[Any]) -> StoredRecord:
         values["time"] = to_utc(time) if isinstance(time, datetime) else parse_time(str(time))
         values["user"] = values.pop("user_name")
         values["groups"] = values.pop("user_groups")
-        return StoredRecord.model_validate(values)
-    except (ValueError, TypeError, ValidationError) as exc:
-        raise CorruptRecord(seq if isinstance(seq, int) else None, str(exc)) from exc
+        record = StoredRecord.model_validate(values)
+    # RecursionError: JSON nested thousands deep, which the webhook never writes.
+    except (ValueError, TypeError, RecursionError, ValidationError) as exc:
+        detail = ERR_UNREADABLE.format(detail=exc)
+        raise CorruptRecord(seq, detail, record_id=record_id) from exc
+    written = record_params(record, dialect=dialect)
+    for column, found, expected in zip(COLUMNS, row[1:], written, strict=True):
+        if type(found) is not type(expected) or found != expected:
+            detail = ERR_STORED_FORM.format(
+                column=column, found=_describe(found), expected=_describe(expected)
+            )
+            raise CorruptRecord(seq, detail, record_id=record_id)
+    return record
 
 
 def build_query(
@@ -210,11 +257,28 @@ class SqlStoreBase:
             dialect=self.dialect,
         )
         rows = await self._fetchall(sql, params)
-        return make_page([row_to_record(r) for r in rows], limit, order)
+        return make_page([row_to_record(r, dialect=self.dialect) for r in rows], limit, order)
 
     async def get(self, record_id: int) -> StoredRecord | None:
         rows = await self._fetchall(self._sql(_GET), (record_id,))
-        return row_to_record(rows[0]) if rows else None
+        return row_to_record(rows[0], dialect=self.dialect) if rows else None
+
+    async def admitted(self, pod_uid: str, *, grant_jti: str | None = None) -> StoredRecord | None:
+        if not pod_uid:  # the uid is unknown at /mutate: an empty one names no pod
+            return None
+        sql, params = _ADMITTED, [pod_uid, True]
+        if grant_jti is not None:
+            sql += " AND grant_jti = ?"
+            params.append(grant_jti)
+        rows = await self._fetchall(self._sql(sql + " ORDER BY seq DESC LIMIT 1"), params)
+        if not rows:
+            return None
+        record = row_to_record(rows[0], dialect=self.dialect)
+        # Tokens rest on this row: one edited in place (a denial turned into an admission) must
+        # not count. The chain around it is verify's to check.
+        if record.recompute_hash() != record.hash:
+            raise CorruptRecord(record.seq, ERR_EDITED, record_id=record.id)
+        return record
 
     async def iter_all(self) -> AsyncIterator[StoredRecord]:
         # Up to the head as it is now: a busy chain must not make verify/export run forever.
@@ -223,7 +287,7 @@ class SqlStoreBase:
         while True:
             rows = await self._fetchall(self._sql(_ITER), (after, last, self.iter_batch))
             for row in rows:
-                record = row_to_record(row)
+                record = row_to_record(row, dialect=self.dialect)
                 yield record
                 after = record.seq
             if len(rows) < self.iter_batch:
@@ -232,6 +296,11 @@ class SqlStoreBase:
 
 _GET = f"SELECT {SELECT_COLUMNS} FROM {TABLE} WHERE id = ?"  # noqa: S608
 _MAX_SEQ = f"SELECT MAX(seq) FROM {TABLE}"  # noqa: S608
+# Served by the (pod_uid, seq) index.
+_ADMITTED = (
+    f"SELECT {SELECT_COLUMNS} FROM {TABLE} "  # noqa: S608
+    "WHERE pod_uid = ? AND kind = 'admission' AND allowed = ?"
+)
 _ITER = (
     f"SELECT {SELECT_COLUMNS} FROM {TABLE} "  # noqa: S608
     "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"

@@ -45,7 +45,74 @@ BUSY_TIMEOUT_S = 10.0  # how long a writer waits for another process's write loc
 MAX_BATCH = 500  # records per group-commit transaction
 ITER_BATCH = 500
 
-MIGRATIONS: list[tuple[int, list[str]]] = [
+# Indexes and append-only triggers, created with the table (1) and again on its rebuild (2).
+_INDEXES_AND_TRIGGERS = [
+    f"CREATE INDEX {TABLE}_time ON {TABLE} (time)",
+    f"CREATE INDEX {TABLE}_namespace ON {TABLE} (namespace, seq)",
+    f"CREATE INDEX {TABLE}_agent ON {TABLE} (agent, seq)",
+    f"CREATE INDEX {TABLE}_user ON {TABLE} (user_name, seq)",
+    f"CREATE INDEX {TABLE}_allowed ON {TABLE} (allowed, seq)",
+    # Append-only against accidents (a stray UPDATE in a maintenance session). Someone who drops
+    # the triggers is what the hash chain and ``verify`` are for.
+    f"""CREATE TRIGGER {TABLE}_no_update BEFORE UPDATE ON {TABLE}
+        BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END""",
+    f"""CREATE TRIGGER {TABLE}_no_delete BEFORE DELETE ON {TABLE}
+        BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END""",
+]
+_REBUILT = f"{TABLE}_strict"
+ERR_SQLITE_TOO_OLD = "the audit store needs SQLite 3.37 or newer (STRICT tables); this is {version}"
+ERR_LEGACY_TYPE = (
+    "cannot migrate the audit database to typed (STRICT) columns: row id {id} (seq {seq}) "
+    "stores {column} as {found}, not {expected}, so it was edited outside kube-intent; "
+    "the database is left unchanged"
+)
+
+
+def _copy_into_strict(conn: sqlite3.Connection) -> None:
+    """Copy the schema-1 rows into the STRICT table, refusing any of the wrong type.
+
+    Schema 1 did not type its columns, so a row there may hold the text 'false' in ``allowed``
+    or a blob in ``agent``. Copying would coerce some of those silently (a STRICT table converts
+    what it can, the text '1' to the integer 1): the types are checked first, and the migration
+    fails at the first row that is not stored as kube-intent writes it.
+    """
+    # Column types of the new table: a nullable column may also hold NULL.
+    expected = {
+        name: {decl.lower()} | ({"null"} if not notnull else set())
+        for _, name, decl, notnull, _, _ in conn.execute(f"PRAGMA table_info({_REBUILT})")
+    }
+    old = [row[1] for row in conn.execute(f"PRAGMA table_info({TABLE})")]
+    types = ", ".join(f"typeof({c})" for c in old)
+    wrong = " OR ".join(
+        f"typeof({c}) NOT IN ({', '.join(repr(t) for t in sorted(expected[c]))})" for c in old
+    )
+    # Constant SQL: only column names and type names are interpolated.
+    bad = conn.execute(
+        f"SELECT id, seq, {types} FROM {TABLE} WHERE {wrong} ORDER BY seq LIMIT 1"  # noqa: S608
+    ).fetchone()
+    if bad is not None:
+        record_id, seq, *found = bad
+        column, stored = next(
+            (c, t) for c, t in zip(old, found, strict=True) if t not in expected[c]
+        )
+        raise AuditStoreError(
+            ERR_LEGACY_TYPE.format(
+                id=record_id,
+                seq=seq,
+                column=column,
+                found=stored,
+                expected=" or ".join(sorted(expected[column])),
+            )
+        )
+    columns = ", ".join(old)
+    conn.execute(
+        f"INSERT INTO {_REBUILT} ({columns}) SELECT {columns} FROM {TABLE}"  # noqa: S608
+    )
+
+
+Migration = list[str | Callable[[sqlite3.Connection], None]]
+
+MIGRATIONS: list[tuple[int, Migration]] = [
     (
         1,
         [
@@ -76,17 +143,52 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 prev_hash       TEXT NOT NULL,
                 hash            TEXT NOT NULL
             )""",
-            f"CREATE INDEX {TABLE}_time ON {TABLE} (time)",
-            f"CREATE INDEX {TABLE}_namespace ON {TABLE} (namespace, seq)",
-            f"CREATE INDEX {TABLE}_agent ON {TABLE} (agent, seq)",
-            f"CREATE INDEX {TABLE}_user ON {TABLE} (user_name, seq)",
-            f"CREATE INDEX {TABLE}_allowed ON {TABLE} (allowed, seq)",
-            # Append-only against accidents (a stray UPDATE in a maintenance session). Someone
-            # who drops the triggers is what the hash chain and ``verify`` are for.
-            f"""CREATE TRIGGER {TABLE}_no_update BEFORE UPDATE ON {TABLE}
-                BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END""",
-            f"""CREATE TRIGGER {TABLE}_no_delete BEFORE DELETE ON {TABLE}
-                BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END""",
+            *_INDEXES_AND_TRIGGERS,
+        ],
+    ),
+    (
+        # STRICT: the database itself refuses a value of the wrong type (the text 'false' in
+        # ``allowed``, a blob in ``agent``), which the lenient parsing of a row would read back
+        # as the hashed value. Plus the two columns the token endpoint needs; existing rows get
+        # NULL and 0, the values record.py leaves out of the hash. SQLite cannot make a table
+        # STRICT in place: the table is rebuilt and its rows copied.
+        2,
+        [
+            f"""CREATE TABLE {_REBUILT} (
+                id              INTEGER PRIMARY KEY AUTOINCREMENT,
+                seq             INTEGER NOT NULL UNIQUE,
+                time            TEXT NOT NULL,
+                kind            TEXT NOT NULL,
+                uid             TEXT NOT NULL,
+                operation       TEXT NOT NULL,
+                namespace       TEXT NOT NULL,
+                name            TEXT NOT NULL,
+                user_name       TEXT NOT NULL,
+                user_groups     TEXT NOT NULL,
+                agent           TEXT,
+                service_account TEXT NOT NULL,
+                spiffe_id       TEXT,
+                intent          TEXT,
+                intent_digest   TEXT,
+                accelerators    TEXT NOT NULL,
+                allowed         INTEGER NOT NULL,
+                violations      TEXT NOT NULL,
+                policy_revision TEXT NOT NULL,
+                grant_jti       TEXT,
+                latency_ms      REAL NOT NULL,
+                input           TEXT,
+                message         TEXT NOT NULL,
+                pod_uid         TEXT,
+                authenticated   INTEGER NOT NULL DEFAULT 0,
+                prev_hash       TEXT NOT NULL,
+                hash            TEXT NOT NULL
+            ) STRICT""",
+            _copy_into_strict,
+            f"DROP TABLE {TABLE}",  # its indexes and triggers go with it
+            f"ALTER TABLE {_REBUILT} RENAME TO {TABLE}",
+            *_INDEXES_AND_TRIGGERS,
+            # ``admitted``: the newest allowed admission of one pod.
+            f"CREATE INDEX {TABLE}_pod_uid ON {TABLE} (pod_uid, seq)",
         ],
     ),
 ]
@@ -151,6 +253,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
     current = _schema_version(conn)
     if schema_is_current(current, SCHEMA_VERSION):
         return  # nothing to write: read-only users can open an up-to-date database
+    if sqlite3.sqlite_version_info < (3, 37, 0):
+        raise AuditStoreError(ERR_SQLITE_TOO_OLD.format(version=sqlite3.sqlite_version))
     conn.execute("BEGIN IMMEDIATE")  # serialises concurrent openers
     try:
         conn.execute(
@@ -162,7 +266,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
             if version <= current:
                 continue
             for statement in statements:
-                conn.execute(statement)
+                if callable(statement):
+                    statement(conn)
+                else:
+                    conn.execute(statement)
             conn.execute(
                 "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
                 (version, format_time(datetime.now(UTC))),

@@ -93,6 +93,21 @@ class AuditStore(Protocol):
 
     async def get(self, record_id: int) -> StoredRecord | None: ...
 
+    async def admitted(self, pod_uid: str, *, grant_jti: str | None = None) -> StoredRecord | None:
+        """The most recent (highest ``seq``) allowed admission row for the pod ``pod_uid``.
+
+        A pod is eligible for tokens only if its admission was allowed and recorded: the token
+        endpoint and the ResourceClaim guard ask here. Only ``kind="admission"`` rows with
+        ``allowed`` true count (not a denial, not a token row); with ``grant_jti``, only rows
+        for that grant. None when there is none, or when ``pod_uid`` is empty. A record still
+        buffered while the store is down is not recorded yet, so it does not count. Whether the
+        row's caller authenticated as the API server is the caller's to check
+        (``record.authenticated``). The row's own hash is checked, the chain is ``verify``'s.
+        Raises ``AuditStoreError`` (``CorruptRecord`` for a row edited or stored otherwise
+        than written): callers must treat that as "cannot tell", never as "yes".
+        """
+        ...
+
     def iter_all(self) -> AsyncIterator[StoredRecord]:
         """Every record in chain (``seq``) order, streamed in batches.
 

@@ -1,12 +1,17 @@
 """``kube-intent audit verify``: walk the hash chain and report the first broken link.
 
-Each row is checked three ways, in chain (``seq``) order:
+Each row is checked four ways, in chain (``seq``) order:
 
 - its ``seq`` is the next one (a gap means rows were deleted),
 - its ``prev_hash`` is the previous row's ``hash`` (rows deleted, inserted or reordered, or the
   previous row edited and re-hashed),
 - its ``hash`` is the hash of its content (the row was edited; ``seq`` is hashed, so a row moved
-  to another position fails here too).
+  to another position fails here too),
+- and, before any of that, its columns hold exactly the stored form of the values it parses to:
+  type and encoding (``allowed`` the integer 0 or 1 in SQLite, text columns text or NULL, JSON
+  columns canonical JSON text). The store checks this as it reads the row (``rows.py``) and
+  raises ``CorruptRecord``: a row edited only in type or encoding still hashes the same, but the
+  filters of ``audit list``, which compare stored columns, would no longer find it.
 
 What a chain cannot show: rows cut off at the end. Compare ``last_seq``/``head_hash`` with a value
 kept elsewhere (a signed checkpoint, a SIEM export) for that.
@@ -92,9 +97,10 @@ class ChainVerifier:
         return True
 
     def corrupt(self, error: CorruptRecord) -> None:
-        """Report a row that could not even be read back."""
+        """Report a row that could not be read back as it was written."""
         if self._failure is None:
-            self._fail(error.seq or self._expected_seq, None, f"unreadable row: {error.reason}")
+            reason = f"row id {error.record_id}: {error.reason}"
+            self._fail(error.seq or self._expected_seq, error.record_id, reason)
 
     def result(self) -> VerifyResult:
         if self._failure is not None:

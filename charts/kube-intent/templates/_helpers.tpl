@@ -108,43 +108,135 @@ Included by the Deployment and the webhook configurations.
 {{- end }}
 
 {{/*
-CEL: does resource name `k` match an accelerator pattern? Exact names and "prefix*" entries;
-"!" exclusions are left to the webhook (over-selecting is safe, under-selecting is not). Every
+CEL: does resource name `k` match an accelerator pattern? Device counts ("name" / "prefix*") and
+capacity resources ("~glob": selected by the literal text before their first "*"); "!"
+exclusions are left to the webhook (over-selecting is safe, under-selecting is not). Every
 deviceclass.resource.kubernetes.io/<class> name is selected: the webhook checks the class.
 */}}
 {{- define "kube-intent.celResourceMatch" -}}
-{{- $terms := list }}
+{{- $prefixes := list "deviceclass.resource.kubernetes.io/" }}
+{{- $exact := list }}
 {{- range .Values.accelerators.resources }}
-{{- if not (hasPrefix "!" .) }}
+{{- if hasPrefix "~" . }}
+{{- if not (regexMatch "^~[A-Za-z0-9][-A-Za-z0-9_./*]*$" .) }}
+{{- fail (printf "accelerators.resources: %q is not a capacity glob (~ then a resource name that may contain *)" .) }}
+{{- end }}
+{{- $body := trimPrefix "~" . }}
+{{- if contains "*" $body }}
+{{- $prefixes = append $prefixes (regexReplaceAll "\\*.*$" $body "") }}
+{{- else }}
+{{- $exact = append $exact $body }}
+{{- end }}
+{{- else if not (hasPrefix "!" .) }}
 {{- if not (regexMatch "^[A-Za-z0-9][-A-Za-z0-9_./]*\\*?$" .) }}
 {{- fail (printf "accelerators.resources: %q is not a resource name or a prefix ending in *" .) }}
 {{- end }}
 {{- if hasSuffix "*" . }}
-{{- $terms = append $terms (printf "k.startsWith('%s')" (trimSuffix "*" .)) }}
+{{- $prefixes = append $prefixes (trimSuffix "*" .) }}
 {{- else }}
-{{- $terms = append $terms (printf "k == '%s'" .) }}
+{{- $exact = append $exact . }}
 {{- end }}
 {{- end }}
 {{- end }}
-{{- $terms = append $terms "k.startsWith('deviceclass.resource.kubernetes.io/')" }}
+{{- /* Keep the expression short: drop what a shorter prefix already selects. */}}
+{{- $terms := list }}
+{{- range $p := uniq $prefixes }}
+{{- $covered := false }}
+{{- range $q := uniq $prefixes }}
+{{- if and (ne $p $q) (hasPrefix $q $p) }}{{ $covered = true }}{{ end }}
+{{- end }}
+{{- if not $covered }}{{ $terms = append $terms (printf "k.startsWith('%s')" $p) }}{{ end }}
+{{- end }}
+{{- range $e := uniq $exact }}
+{{- $covered := false }}
+{{- range $q := uniq $prefixes }}
+{{- if hasPrefix $q $e }}{{ $covered = true }}{{ end }}
+{{- end }}
+{{- if not $covered }}{{ $terms = append $terms (printf "k == '%s'" $e) }}{{ end }}
+{{- end }}
 {{- join " || " $terms }}
 {{- end }}
 
-{{/* CEL: does container `c` request or limit an accelerator? */}}
-{{- define "kube-intent.celContainer" -}}
-{{- $match := include "kube-intent.celResourceMatch" . -}}
-has(c.resources) && ((has(c.resources.limits) && c.resources.limits.exists(k, {{ $match }})) || (has(c.resources.requests) && c.resources.requests.exists(k, {{ $match }})))
+{{/*
+CEL list literal of plain names, each checked against `pattern` (so that no value can break out
+of its quotes): ['A', 'B'].
+*/}}
+{{- define "kube-intent.celList" -}}
+{{- $quoted := list }}
+{{- range .values }}
+{{- if not (regexMatch $.pattern .) }}
+{{- fail (printf "%s: %q is not valid here (expected %s)" $.what . $.pattern) }}
+{{- end }}
+{{- $quoted = append $quoted (printf "'%s'" .) }}
+{{- end }}
+{{- printf "[%s]" (join ", " $quoted) }}
 {{- end }}
 
 {{/*
-The matchCondition that keeps fail-closed webhooks off everything but accelerator pods: a pod is
-sent when a container or init container requests or limits an accelerator resource, or when it
-has DRA claims (spec.resourceClaims; the webhook resolves their device classes). Ephemeral
-containers cannot set resources, and are added through a subresource these webhooks do not match.
+CEL: does the string .var match one of the globs in .values? An exact name, or (a glob with "*")
+the literal text before its first "*": over-selecting is safe, the webhook applies the glob.
+"false" for an empty list.
+*/}}
+{{- define "kube-intent.celGlobMatch" -}}
+{{- $terms := list }}
+{{- range .values }}
+{{- if not (regexMatch $.pattern .) }}
+{{- fail (printf "%s: %q is not valid here (expected %s)" $.what . $.pattern) }}
+{{- end }}
+{{- $literal := regexReplaceAll "\\*.*$" . "" }}
+{{- if contains "*" . }}
+{{- $terms = append $terms (printf "%s.startsWith('%s')" $.var $literal) }}
+{{- else }}
+{{- $terms = append $terms (printf "%s == '%s'" $.var .) }}
+{{- end }}
+{{- end }}
+{{- if $terms }}{{ join " || " $terms }}{{ else }}false{{ end }}
+{{- end }}
+
+{{/*
+CEL: does container `c` reach an accelerator? It requests or limits an accelerator resource, sets
+an env var a runtime hook turns into device nodes (to a value other than the ones that expose
+nothing: webhook/detect.py NO_DEVICE_ENV_VALUES; any valueFrom), or is privileged
+(accelerators.privileged).
+*/}}
+{{- define "kube-intent.celContainer" -}}
+{{- $a := .Values.accelerators -}}
+{{- $match := include "kube-intent.celResourceMatch" . -}}
+{{- $terms := list (printf "(has(c.resources) && ((has(c.resources.limits) && c.resources.limits.exists(k, %s)) || (has(c.resources.requests) && c.resources.requests.exists(k, %s))))" $match $match) }}
+{{- if $a.deviceEnv }}
+{{- $names := include "kube-intent.celList" (dict "values" $a.deviceEnv "what" "accelerators.deviceEnv" "pattern" "^[A-Za-z_][A-Za-z0-9_]*$") }}
+{{- $terms = append $terms (printf "(has(c.env) && c.env.exists(e, e.name in %s && (has(e.valueFrom) || (has(e.value) && !(e.value in ['void', 'none'])))))" $names) }}
+{{- end }}
+{{- if $a.privileged }}
+{{- $terms = append $terms "(has(c.securityContext) && has(c.securityContext.privileged) && c.securityContext.privileged)" }}
+{{- end }}
+{{- join " || " $terms }}
+{{- end }}
+
+{{/*
+The matchCondition that keeps fail-closed webhooks off everything but governed pods: a pod is
+sent when any container (regular, init or ephemeral: `kubectl debug` adds those) reaches an
+accelerator (above), when it has DRA claims (spec.resourceClaims; the webhook resolves their
+device classes), uses a GPU runtime class, mounts any hostPath (the webhook normalises the path
+and checks it against accelerators.deviceHostPaths: "//dev/./nvidia0" is too easy to miss in
+CEL), or carries a GPU-sharing or device annotation. Every list comes from .Values.accelerators,
+which the webhook receives too.
 */}}
 {{- define "kube-intent.celRequestsAccelerators" -}}
+{{- $a := .Values.accelerators -}}
 {{- $c := include "kube-intent.celContainer" . -}}
-object != null && has(object.spec) && ((has(object.spec.resourceClaims) && size(object.spec.resourceClaims) > 0) || object.spec.containers.exists(c, {{ $c }}) || (has(object.spec.initContainers) && object.spec.initContainers.exists(c, {{ $c }})))
+{{- $terms := list "(has(object.spec.resourceClaims) && size(object.spec.resourceClaims) > 0)" (printf "object.spec.containers.exists(c, %s)" $c) (printf "(has(object.spec.initContainers) && object.spec.initContainers.exists(c, %s))" $c) (printf "(has(object.spec.ephemeralContainers) && object.spec.ephemeralContainers.exists(c, %s))" $c) }}
+{{- if $a.runtimeClasses }}
+{{- $terms = append $terms (printf "(has(object.spec.runtimeClassName) && (%s))" (include "kube-intent.celGlobMatch" (dict "values" $a.runtimeClasses "what" "accelerators.runtimeClasses" "var" "object.spec.runtimeClassName" "pattern" "^[a-z0-9][-a-z0-9.*]*$"))) }}
+{{- end }}
+{{- if $a.deviceHostPaths }}
+{{- $terms = append $terms "(has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.hostPath)))" }}
+{{- end }}
+{{- $annotations := concat ($a.sharingAnnotations | default list) ($a.deviceAnnotations | default list) }}
+{{- if $annotations }}
+{{- $terms = append $terms (printf "(has(object.metadata.annotations) && object.metadata.annotations.exists(k, %s))" (include "kube-intent.celGlobMatch" (dict "values" $annotations "what" "accelerators.sharingAnnotations/deviceAnnotations" "var" "k" "pattern" "^[A-Za-z0-9][-A-Za-z0-9_./*]*$"))) }}
+{{- end -}}
+object != null && has(object.spec) && ({{ join " || " $terms }})
 {{- end }}
 
 {{/* namespaceSelector shared by both webhooks. */}}
@@ -161,6 +253,31 @@ matchExpressions:
 {{/* Accelerator resource patterns for the webhook (JSON, read by pydantic-settings). */}}
 {{- define "kube-intent.acceleratorResourcesJSON" -}}
 {{- .Values.accelerators.resources | toJson }}
+{{- end }}
+
+{{/*
+The webhook's accelerator settings (webhook/settings.py accelerator_*), one env entry per
+.Values.accelerators key: the same lists the matchConditions above are built from. For the
+webhook container's env list: {{ include "kube-intent.acceleratorEnv" . | nindent 12 }}
+*/}}
+{{- define "kube-intent.acceleratorEnv" -}}
+{{- $a := .Values.accelerators -}}
+- name: KUBE_INTENT_ACCELERATOR_RESOURCES
+  value: {{ $a.resources | toJson | quote }}
+- name: KUBE_INTENT_ACCELERATOR_DEVICE_CLASSES
+  value: {{ $a.deviceClasses | toJson | quote }}
+- name: KUBE_INTENT_ACCELERATOR_RUNTIME_CLASSES
+  value: {{ $a.runtimeClasses | default list | toJson | quote }}
+- name: KUBE_INTENT_ACCELERATOR_DEVICE_ENV
+  value: {{ $a.deviceEnv | default list | toJson | quote }}
+- name: KUBE_INTENT_ACCELERATOR_DEVICE_HOST_PATHS
+  value: {{ $a.deviceHostPaths | default list | toJson | quote }}
+- name: KUBE_INTENT_ACCELERATOR_PRIVILEGED
+  value: {{ $a.privileged | toJson | quote }}
+- name: KUBE_INTENT_ACCELERATOR_SHARING_ANNOTATIONS
+  value: {{ $a.sharingAnnotations | default list | toJson | quote }}
+- name: KUBE_INTENT_ACCELERATOR_DEVICE_ANNOTATIONS
+  value: {{ $a.deviceAnnotations | default list | toJson | quote }}
 {{- end }}
 
 {{/* clientConfig of a webhook: the in-cluster Service, or webhook.url for an external server. */}}
@@ -180,13 +297,21 @@ caBundle: {{ .caBundle }}
 {{- end }}
 {{- end }}
 
-{{/* The accelerator resource patterns for people (without the "!" exclusions). */}}
+{{/* The accelerator resource patterns for people (without the "!" and "~" entries). */}}
 {{- define "kube-intent.acceleratorNames" -}}
 {{- $names := list }}
 {{- range .Values.accelerators.resources }}
-{{- if not (hasPrefix "!" .) }}
+{{- if not (or (hasPrefix "!" .) (hasPrefix "~" .)) }}
 {{- $names = append $names . }}
 {{- end }}
 {{- end }}
 {{- join ", " $names }}
+{{- end }}
+
+{{/*
+CEL: an UPDATE changes the agent label or one of the annotations that identify and authorise a
+governed pod (webhook/validate.py IMMUTABLE_ANNOTATIONS and the agent label).
+*/}}
+{{- define "kube-intent.celChangesGovernedFields" -}}
+['kube-intent.io/intent', 'kube-intent.io/grant', 'kube-intent.io/intent-digest', 'kube-intent.io/spiffe-id'].exists(k, (has(object.metadata.annotations) && k in object.metadata.annotations ? object.metadata.annotations[k] : '') != (has(oldObject.metadata.annotations) && k in oldObject.metadata.annotations ? oldObject.metadata.annotations[k] : '')) || (has(object.metadata.labels) && 'kube-intent.io/agent' in object.metadata.labels ? object.metadata.labels['kube-intent.io/agent'] : '') != (has(oldObject.metadata.labels) && 'kube-intent.io/agent' in oldObject.metadata.labels ? oldObject.metadata.labels['kube-intent.io/agent'] : '')
 {{- end }}

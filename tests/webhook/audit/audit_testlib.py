@@ -23,6 +23,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from webhook.audit import AcceleratorSummary, AuditRecord, Violation
+from webhook.audit.record import JSON_TOO_DEEP, MAX_JSON_DEPTH
 
 ROOT = Path(__file__).resolve().parents[3]
 CHILD_SCRIPT = Path(__file__).with_name("audit_child.py")
@@ -242,12 +243,44 @@ def full_record(**overrides: Any) -> AuditRecord:
         "input": {
             "request": {"uid": "6f1c", "dryRun": False, "userInfo": {"username": "u"}},
             "pod": {"metadata": {"name": "llm", "labels": {"kube-intent.io/agent": "summarizer"}}},
-            "workload": {"total": 3, "big": 12345678901234567890, "ratio": 1e-7},
+            "workload": {"total": 3, "big": 2**63 - 1, "ratio": 1e-7},  # the largest int kept
         },
         "message": "denied: image-registry: image docker.io/x is not from an allowed registry",
+        "pod_uid": "0b5e1e34-8d3f-4f7e-9c1a-5d2f3e4a5b6c",
+        "authenticated": True,
     }
     data.update(overrides)
     return AuditRecord(**data)
+
+
+def nested(levels: int, bottom: Any = "bottom") -> Any:
+    """``levels`` dicts inside each other (built in a loop: any depth, no recursion)."""
+    value = bottom
+    for _ in range(levels):
+        value = {"d": value}
+    return value
+
+
+# What a lenient parser makes of a hostile pod, and what the record keeps of it as the value of a
+# key of ``input`` (or ``intent``): name -> (value, normalised value).
+HOSTILE_JSON: dict[str, tuple[Any, Any]] = {
+    "nan": (float("nan"), "NaN"),
+    "infinity": (float("inf"), "Infinity"),
+    "minus-infinity": (float("-inf"), "-Infinity"),
+    "int64-max-kept": (2**63 - 1, 2**63 - 1),
+    "int64-min-kept": (-(2**63), -(2**63)),
+    "int-above-int64": (2**63, "9223372036854775808"),
+    "int-below-int64": (-(2**63) - 1, "-9223372036854775809"),
+    # Beyond Python's 4,300-digit limit on printing integers in decimal: hex instead.
+    "int-of-4301-digits": (10**4300, hex(10**4300)),
+    "lone-surrogate-value": ("a\ud800b", "a?b"),
+    "lone-surrogate-key": ({"k\udfff": 1}, {"k?": 1}),
+    "nul-in-value": ("a\x00b", "a\ufffdb"),
+    "non-string-key": ({1: "x"}, {"1": "x"}),
+    "tuple": ((1, 2.5), [1, 2.5]),
+    # ``input`` is the first of the MAX_JSON_DEPTH levels kept; this value starts at the second.
+    "nested-100000-deep": (nested(100_000), nested(MAX_JSON_DEPTH - 1, JSON_TOO_DEEP)),
+}
 
 
 def dataset() -> list[AuditRecord]:

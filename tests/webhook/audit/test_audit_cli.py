@@ -145,6 +145,22 @@ def test_verify_passes_then_catches_an_edited_row(trail: Path) -> None:
     assert "BROKEN at seq 2" in broken.stderr
 
 
+def test_a_re_encoded_row_is_named_not_a_traceback(trail: Path) -> None:
+    # The same values in other JSON text: the hash still matches, the stored form does not.
+    with contextlib.closing(sqlite3.connect(trail, isolation_level=None)) as conn:
+        conn.execute("DROP TRIGGER IF EXISTS audit_record_no_update")
+        conn.execute(
+            "UPDATE audit_record SET violations = replace(violations, ',', ', ') WHERE seq = 2"
+        )
+    verify = cli("audit", "verify", "--db", trail)
+    assert verify.returncode == 1
+    assert "BROKEN at seq 2 (id 2): row id 2: column violations holds text" in verify.stderr
+    listing = cli("audit", "list", "--db", trail)
+    assert listing.returncode == 1
+    assert "audit row seq=2 id=2 is corrupt: column violations" in listing.stderr
+    assert "Traceback" not in verify.stderr + listing.stderr
+
+
 def test_missing_database_is_not_created(tmp_path: Path) -> None:
     result = cli("audit", "list", "--db", tmp_path / "typo.db")
     assert result.returncode == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import stat
 from datetime import timedelta
@@ -12,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from tests.webhook.audit.audit_testlib import BASE_TIME, Backend, full_record
+from tests.webhook.audit.audit_testlib import BASE_TIME, HOSTILE_JSON, Backend, full_record
 from webhook.audit import (
     AuditFilter,
     AuditRecord,
     AuditStore,
     AuditStoreError,
+    CorruptRecord,
     StoredRecord,
     open_store,
     verify_store,
@@ -43,7 +45,7 @@ async def test_every_field_round_trips(store: AuditStore) -> None:
     assert content(got) == content(record)
     assert got.time == BASE_TIME  # microseconds and time zone kept
     assert got.input is not None
-    assert got.input["workload"]["big"] == 12345678901234567890
+    assert got.input["workload"]["big"] == 2**63 - 1
     assert got.intent is not None
     assert got.intent["purpose"] == "résumé des tickets — 要約"
 
@@ -73,6 +75,92 @@ async def test_chain_links_and_iter_all(store: AuditStore, records: list[AuditRe
     assert result.ok
     assert result.checked == 20
     assert result.head_hash == stored[-1].hash
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_JSON), ids=list(HOSTILE_JSON))
+async def test_hostile_input_is_recorded_and_verifies(store: AuditStore, case: str) -> None:
+    value, expected = HOSTILE_JSON[case]
+    stored = await store.append(full_record(allowed=False, input={"pod": value}))
+    assert stored.input == {"pod": expected}
+    assert await store.get(stored.id) == stored
+    assert (await verify_store(store)).ok
+
+
+# -- admitted: may this pod get tokens? ----------------------------------------------------
+
+POD = "0b5e1e34-8d3f-4f7e-9c1a-5d2f3e4a5b6c"
+GRANT = "01HQ0000000000000000000000"
+
+
+def admission(name: str = "pod", **overrides: Any) -> AuditRecord:
+    fields = {"allowed": True, "violations": [], "pod_uid": POD, "grant_jti": GRANT, **overrides}
+    return full_record(name=name, **fields)
+
+
+# name -> (records written, pod_uid asked, grant_jti asked, index of the row found or None)
+ADMITTED: dict[str, tuple[list[AuditRecord], str, str | None, int | None]] = {
+    "allowed-admission": ([admission()], POD, None, 0),
+    "newest-allowed-row": ([admission("a"), admission("b")], POD, None, 1),
+    "denied-row-does-not-count": ([admission(allowed=False)], POD, None, None),
+    "later-denial-leaves-the-allowed-row": (
+        [admission("a"), admission("b", allowed=False)],
+        POD,
+        None,
+        0,
+    ),
+    "token-row-does-not-count": ([admission(kind="token")], POD, None, None),
+    "other-pod-does-not-count": ([admission(pod_uid="other")], POD, None, None),
+    "row-without-pod-uid-does-not-count": ([admission(pod_uid=None)], POD, None, None),
+    "same-grant": ([admission()], POD, GRANT, 0),
+    "other-grant-does-not-count": ([admission(grant_jti="other")], POD, GRANT, None),
+    "no-grant-does-not-count-when-asked": ([admission(grant_jti=None)], POD, GRANT, None),
+    "newest-row-of-that-grant": (
+        [admission("a"), admission("b", grant_jti="other")],
+        POD,
+        GRANT,
+        0,
+    ),
+    "any-grant-when-not-asked": ([admission(grant_jti=None)], POD, None, 0),
+    "empty-pod-uid-names-no-pod": ([admission(pod_uid="")], "", None, None),
+}
+
+
+@pytest.mark.parametrize("case", list(ADMITTED), ids=list(ADMITTED))
+async def test_admitted(store: AuditStore, case: str) -> None:
+    records, pod_uid, grant_jti, expected = ADMITTED[case]
+    noise = full_record(name="noise", pod_uid="noise", allowed=True)
+    stored = await store.append_many([noise, *records, noise])
+    found = await store.admitted(pod_uid, grant_jti=grant_jti)
+    assert found == (None if expected is None else stored[1 + expected])
+
+
+# name -> (allowed when written, the edit, its parameter, what the error says)
+TAMPERED_ADMISSIONS: dict[str, tuple[bool, str, Any, str]] = {
+    # The same values in other JSON text: the row still hashes the same.
+    "re-encoded": (
+        True,
+        "UPDATE audit_record SET user_groups = {p}",
+        json.dumps(full_record().groups),
+        "column user_groups",
+    ),
+    "denial-edited-into-admission": (
+        False,
+        "UPDATE audit_record SET allowed = {p}",
+        True,
+        "hash does not match",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERED_ADMISSIONS), ids=list(TAMPERED_ADMISSIONS))
+async def test_admitted_refuses_a_tampered_row(
+    store: AuditStore, backend: Backend, case: str
+) -> None:
+    allowed, sql, value, error = TAMPERED_ADMISSIONS[case]
+    await store.append(admission(allowed=allowed))
+    backend.tamper(sql, (value,))
+    with pytest.raises(CorruptRecord, match=error):
+        await store.admitted(POD)
 
 
 def _expected(records: list[AuditRecord], f: AuditFilter) -> list[str]:
@@ -182,13 +270,14 @@ async def test_rows_are_append_only(store: AuditStore, backend: Backend) -> None
 
 async def test_schema_version_and_reopen(store: AuditStore, backend: Backend) -> None:
     await store.append(full_record())
-    assert backend.execute("SELECT version FROM schema_version") == [(1,)]
+    applied = [(1,), (2,)]
+    assert backend.execute("SELECT version FROM schema_version ORDER BY version") == applied
     again = await open_store(backend.db)  # migrations already applied: a no-op
     try:
         assert len([r async for r in again.iter_all()]) == 1
     finally:
         await again.close()
-    assert backend.execute("SELECT version FROM schema_version") == [(1,)]
+    assert backend.execute("SELECT version FROM schema_version ORDER BY version") == applied
 
 
 async def test_refuses_a_newer_schema(store: AuditStore, backend: Backend) -> None:

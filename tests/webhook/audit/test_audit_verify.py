@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -71,6 +72,28 @@ def _corrupt(b: Backend, rows: list[StoredRecord]) -> None:
     b.tamper("UPDATE audit_record SET input = {p} WHERE seq = 3", ("{not json",))
 
 
+def _forge_authenticated(b: Backend, rows: list[StoredRecord]) -> None:
+    # What a token would rest on: the row claims the API server sent it.
+    b.tamper("UPDATE audit_record SET authenticated = NOT authenticated WHERE seq = 3")
+
+
+# Re-encoded JSON parses to the same values, so the hash still matches: only the exact stored
+# form shows the edit (it matters where the text itself is compared, e.g. a --rule filter).
+def _respace_groups(b: Backend, rows: list[StoredRecord]) -> None:
+    groups = json.dumps(rows[2].groups)  # ", " between items
+    b.tamper("UPDATE audit_record SET user_groups = {p} WHERE seq = 3", (groups,))
+
+
+def _unescape_intent(b: Backend, rows: list[StoredRecord]) -> None:
+    intent = json.dumps(rows[2].intent, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    b.tamper("UPDATE audit_record SET intent = {p} WHERE seq = 3", (intent,))
+
+
+def _unsort_violations(b: Backend, rows: list[StoredRecord]) -> None:
+    violations = json.dumps([dict(reversed(v.model_dump().items())) for v in rows[2].violations])
+    b.tamper("UPDATE audit_record SET violations = {p} WHERE seq = 3", (violations,))
+
+
 TAMPERING: dict[str, tuple[Callable[[Backend, list[StoredRecord]], None], int, str]] = {
     "edited-row": (_edit, 3, "hash does not match"),
     "edited-violations": (_edit_json, 3, "hash does not match"),
@@ -79,6 +102,17 @@ TAMPERING: dict[str, tuple[Callable[[Backend, list[StoredRecord]], None], int, s
     "deleted-and-renumbered": (_delete_and_renumber, 3, "prev_hash"),
     "reordered-rows": (_reorder, 2, "prev_hash"),
     "unreadable-row": (_corrupt, 3, "unreadable"),
+    "forged-authenticated": (_forge_authenticated, 3, "hash does not match"),
+    "groups-re-encoded-with-spaces": (_respace_groups, 3, "column user_groups holds text"),
+    "intent-re-encoded-unescaped": (_unescape_intent, 3, "column intent holds text"),
+    "violations-keys-unsorted": (_unsort_violations, 3, "column violations holds text"),
+}
+# Rows that are there but not stored as written: verify names them.
+NAMED_ROW = {
+    "unreadable-row",
+    "groups-re-encoded-with-spaces",
+    "intent-re-encoded-unescaped",
+    "violations-keys-unsorted",
 }
 
 
@@ -98,6 +132,9 @@ async def test_verify_reports_first_broken_link(
     assert result.last_seq == bad_seq - 1
     if case != "edited-and-rehashed":  # there the last good row is the re-hashed one
         assert result.head_hash == rows[bad_seq - 2].hash
+    if case in NAMED_ROW:
+        assert result.first_bad_id == rows[bad_seq - 1].id
+        assert f"row id {result.first_bad_id}:" in result.reason
 
 
 def test_verify_records_pure() -> None:

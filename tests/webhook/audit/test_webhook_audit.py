@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from tests.conftest import AppClient, example_pod, review
-from tests.webhook.audit.audit_testlib import PgCluster
+from tests.webhook.audit.audit_testlib import HOSTILE_JSON, PgCluster
 from tests.webhook.audit.test_audit_outage import stopped
 from tests.webhook.test_webhook import post, response_of
-from webhook.audit import AuditLog, StoredRecord, open_store, verify_store
-from webhook.audit.recorder import AuditRecorder
+from webhook.audit import GENESIS_HASH, AuditLog, StoredRecord, open_store, verify_store
+from webhook.audit.recorder import AuditRecorder, admission_record
+from webhook.decision import RequestInfo, Verdict
+from webhook.intent import ParsedIntent
 from webhook.metrics import Metrics
 from webhook.policy import OpaPolicyEngine
 
@@ -71,6 +74,7 @@ async def test_one_row_per_pod_creation_and_none_on_dry_run(
 ) -> None:
     recorder = AuditRecorder(sqlite_log, Metrics(), lambda: "rev")
     pod = example_pod("allowed-vllm-llama")
+    pod["metadata"]["uid"] = "0b5e1e34-8d3f-4f7e-9c1a-5d2f3e4a5b6c"  # set by the API server
     async with make_client(recorder=recorder) as client:
         for webhook in ("/mutate", "/validate"):  # the API server calls both for one pod
             assert response_of(await post(client, webhook, review(pod)))["allowed"]
@@ -86,6 +90,49 @@ async def test_one_row_per_pod_creation_and_none_on_dry_run(
     [row] = await rows(sqlite_log)
     assert row.allowed
     assert row.name == "support-bot-llama"
+    assert row.pod_uid == "0b5e1e34-8d3f-4f7e-9c1a-5d2f3e4a5b6c"
+    assert await sqlite_log.store.admitted(row.pod_uid) == row
+
+
+def decision(allowed: bool, policy_input: dict[str, Any] | None = None) -> Verdict:
+    return Verdict(
+        allowed=allowed,
+        workload=None,
+        intent=ParsedIntent(present=False),
+        policy_input=policy_input,
+    )
+
+
+# name -> (RequestInfo.pod_uid, .authenticated, record.pod_uid, .authenticated)
+REQUEST_FIELDS = {
+    "validate-from-the-api-server": ("0b5e1e34", True, "0b5e1e34", True),
+    "unauthenticated-caller": ("0b5e1e34", False, "0b5e1e34", False),
+    "mutate-has-no-pod-uid": ("", True, None, True),
+}
+
+
+@pytest.mark.parametrize("case", list(REQUEST_FIELDS), ids=list(REQUEST_FIELDS))
+def test_record_carries_pod_uid_and_authentication(case: str) -> None:
+    pod_uid, authenticated, want_uid, want_authenticated = REQUEST_FIELDS[case]
+    request = RequestInfo(
+        uid="r",
+        operation="CREATE",
+        namespace="ns",
+        name="p",
+        pod_uid=pod_uid,
+        authenticated=authenticated,
+    )
+    record = admission_record(request, decision(True), 1.0, "rev")
+    assert (record.pod_uid, record.authenticated) == (want_uid, want_authenticated)
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_JSON), ids=list(HOSTILE_JSON))
+def test_a_hostile_pod_still_leaves_its_denial(case: str) -> None:
+    value, expected = HOSTILE_JSON[case]
+    request = RequestInfo(uid="r", operation="CREATE", namespace="ns", name="p")
+    record = admission_record(request, decision(False, {"v": value}), 1.0, "rev")
+    assert record.input == {"v": expected}
+    assert not record.chained(record_id=1, seq=1, prev_hash=GENESIS_HASH).allowed
 
 
 @pytest.mark.parametrize("required", [True, False], ids=["required", "not-required"])
@@ -106,9 +153,10 @@ async def test_store_outage(
                 cpu = response_of(
                     await post(client, "/validate", review(example_pod("passthrough-cpu")))
                 )
-                assert (
-                    metrics.registry.get_sample_value("kube_intent_audit_write_failures_total") >= 1
+                failures = metrics.registry.get_sample_value(
+                    "kube_intent_audit_write_failures_total"
                 )
+                assert (failures or 0) >= 1
                 assert metrics.registry.get_sample_value("kube_intent_audit_queue_depth") == 1
             assert cpu["allowed"] is True
             if required:

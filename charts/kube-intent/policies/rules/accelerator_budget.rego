@@ -28,7 +28,7 @@ accelerator_resource_allowed(resource) if {
 }
 
 # Where the accelerators come from: one container or claim, else the whole spec.
-accelerator_sources := {sprintf("%s.resources", [container_path(use)]) | some use in workload_accelerators} | {claim_path(claim) | some claim in accelerator_claims}
+accelerator_sources := {accelerator_use_field(use) | some use in workload_accelerators} | {claim_path(claim) | some claim in accelerator_claims}
 
 accelerator_budget_field := field if {
 	count(accelerator_sources) == 1
@@ -45,7 +45,7 @@ violation contains new_violation("accelerator-budget", accelerator_budget_field,
 	)
 }
 
-violation contains new_violation("accelerator-budget", sprintf("%s.resources", [container_path(use)]), msg) if {
+violation contains new_violation("accelerator-budget", accelerator_use_field(use), msg) if {
 	has_intent
 	has_registration
 	accelerator_resources_restricted
