@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from identity.keys import JwtRefused, KeySet
-from webhook.decision import RequestInfo, Verdict
-from webhook.intent import ttl_seconds
-from webhook.policy import Violation
 
 GRANT_ANNOTATION = "kube-intent.io/grant"
 GRANT_PATH = "/metadata/annotations/kube-intent.io~1grant"
@@ -44,8 +41,6 @@ SA_TOKEN_EXPIRATION_SECONDS = 600
 # Tolerated clock difference between webhook replicas for nbf/iat. Expiry gets none: a grant
 # is over at `exp` on every replica.
 CLOCK_SKEW_SECONDS = 30
-
-RULE_GRANT = "grant-integrity"
 
 # Stable reasons for GrantError (beside the signature reasons from identity.keys).
 REASON_CLAIMS = "claims"
@@ -72,20 +67,6 @@ ERR_REASONS = {
     REASON_SERVICE_ACCOUNT: "was issued for another ServiceAccount",
     REASON_INTENT_DIGEST: "was issued for another intent (the intent changed after admission)",
 }
-ERR_GRANT_MISSING = (
-    "metadata.annotations[" + GRANT_ANNOTATION + "] is missing: kube-intent's mutating webhook "
-    "did not run for this pod, or a later mutating webhook removed the grant"
-)
-ERR_GRANT_INVALID = "metadata.annotations[" + GRANT_ANNOTATION + "] {problem}: {hint}"
-HINT_RECREATE = "delete the annotation and recreate the pod so that kube-intent mints a new grant"
-ERR_ENV_OWNED = (
-    "{field} is set by kube-intent and must appear once with its value (found {count}): "
-    "remove it from the pod spec, and check that no later mutating webhook adds it"
-)
-ERR_GRANT_SCOPE = (
-    "metadata.annotations[" + GRANT_ANNOTATION + "] holds scopes {extra} that the policy no "
-    "longer allows: recreate the pod so that kube-intent mints a grant for the current policy"
-)
 
 
 class GrantError(JwtRefused):
@@ -197,12 +178,12 @@ def verify_grant(
     return claims
 
 
-# -- what a verdict entitles a pod to --------------------------------------------------------------
+# -- what an allowed admission entitles a pod to ----------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Entitlement:
-    """What the grant for an allowed verdict must say (None when no grant is due)."""
+    """What the grant for an allowed admission must say (webhook/grants.py decides it)."""
 
     agent: str
     namespace: str
@@ -211,32 +192,6 @@ class Entitlement:
     intent_digest: str
     scopes: tuple[str, ...]
     ttl_seconds: int
-
-
-def entitlement(verdict: Verdict) -> Entitlement | None:
-    """A grant is due for an allowed pod with a policy decision, a valid intent and an agent.
-
-    Fail-open admissions (no decision) get none: nothing approved any scope.
-    """
-    decision, identity, intent = verdict.decision, verdict.identity, verdict.intent
-    if not verdict.allowed or verdict.fail_open or decision is None:
-        return None
-    if identity is None or identity.agent is None or not intent.valid:
-        return None
-    if intent.document is None or intent.digest is None:
-        return None
-    ttl = min(ttl_seconds(intent.document["ttl"]), decision.grant_ttl_seconds)
-    if ttl <= 0:
-        return None
-    return Entitlement(
-        agent=identity.agent,
-        namespace=identity.namespace,
-        service_account=identity.service_account,
-        spiffe_id=identity.spiffe_id,
-        intent_digest=intent.digest,
-        scopes=tuple(dict.fromkeys(decision.scopes)),  # keep order, drop duplicates
-        ttl_seconds=ttl,
-    )
 
 
 # -- minting and patching ----------------------------------------------------------------------
@@ -249,12 +204,11 @@ class Grant:
 
 
 class GrantIssuer:
-    """Implements webhook.deps.GrantMinter: mint after an allowing verdict, patch the pod.
+    """Mints grants for entitlements and builds the pod patch that carries them.
 
-        `policy_revision` is read when a grant is minted (pass `lambda: policy.revision`), so the
-        grant names the policy that was loaded when it was decided. `on_mint` sees the claims of
-        every grant patched into a pod (metrics, the audit row's grant_jti), except on dry-run
-    requests; it never sees the token.
+    `policy_revision` is read when a grant is minted (pass `lambda: policy.revision`), so the
+    grant names the policy that was loaded when it was decided. `on_mint` sees the claims of
+    every grant minted (dry runs mint none); it never sees the token.
     """
 
     def __init__(
@@ -324,9 +278,9 @@ class GrantIssuer:
         )
 
     def patch(
-        self, pod: dict[str, Any], request: RequestInfo, verdict: Verdict
+        self, pod: Mapping[str, Any], due: Entitlement | None, *, dry_run: bool = False
     ) -> list[dict[str, Any]]:
-        due = entitlement(verdict)
+        """JSONPatch operations that give the pod its grant, volumes, mounts and env."""
         annotations = (pod.get("metadata") or {}).get("annotations")
         # An entitled pod has an intent, so it has annotations (the caller's identity patch
         # adds to the same map; replacing the map here would drop its additions).
@@ -334,7 +288,7 @@ class GrantIssuer:
             return []
         ops: list[dict[str, Any]] = []
         existing = annotations.get(GRANT_ANNOTATION)
-        if request.dry_run:
+        if dry_run:
             # A dry run leaves no audit row, so nothing may be signed for it: the answer shows
             # the volumes and env a real request gets, and the grant's place stays empty.
             if existing is not None:
@@ -444,22 +398,6 @@ def owned_env(parent: str, current: Any, wanted: Sequence[dict[str, Any]]) -> li
     return removals + [{"op": "add", "path": f"{parent}/-", "value": item} for item in wanted]
 
 
-def env_violations(pod: Mapping[str, Any], token_endpoint: str) -> list[Violation]:
-    """The final pod (after every mutator) has each of our env names once, with our value."""
-    wanted = {item["name"]: item for item in grant_env(token_endpoint)}
-    violations = []
-    for index, container in enumerate((pod.get("spec") or {}).get("containers") or []):
-        env = container.get("env") if isinstance(container, Mapping) else None
-        entries = [e for e in env or [] if isinstance(e, Mapping) and e.get("name") in wanted]
-        for name, item in wanted.items():
-            mine = [e for e in entries if e.get("name") == name]
-            if len(mine) != 1 or not covers(mine[0], item):
-                field = f"spec.containers[{index}].env[{name}]"
-                message = ERR_ENV_OWNED.format(field=field, count=len(mine))
-                violations.append(Violation(rule=RULE_GRANT, field=field, message=message))
-    return violations
-
-
 def ensure_items(
     parent: str, current: Any, wanted: Sequence[dict[str, Any]], key: str
 ) -> list[dict[str, Any]]:
@@ -502,64 +440,3 @@ def pod_patch(pod: Mapping[str, Any], issuer: str, token_endpoint: str) -> list[
         )
         ops += owned_env(f"{base}/env", container.get("env"), grant_env(token_endpoint))
     return ops
-
-
-# -- validate: integrity of the final object -------------------------------------------------
-
-
-def grant_checks(
-    annotations: Mapping[str, Any],
-    verdict: Verdict,
-    keyset: KeySet,
-    issuer: str,
-    audience: str,
-    *,
-    now: float | None = None,
-) -> list[Violation]:
-    """Violations (rule `grant-integrity`) for the final pod of a CREATE, after every mutator.
-
-    A pod that is entitled to a grant must carry one that verifies and matches its final
-    intent digest, namespace and ServiceAccount, with no scope beyond what the policy allows
-    now. A grant on a pod that is not entitled to one must still be genuine and match.
-    """
-    if not verdict.allowed:
-        return []
-    due = entitlement(verdict)
-    token = annotations.get(GRANT_ANNOTATION)
-    if token is None:
-        if due is None:
-            return []
-        return [_violation(ERR_GRANT_MISSING)]
-    identity, digest = verdict.identity, verdict.intent.digest
-    if not isinstance(token, str) or identity is None or digest is None:
-        return [
-            _violation(
-                ERR_GRANT_INVALID.format(problem=ERR_REASONS["malformed"], hint=HINT_RECREATE)
-            )
-        ]
-    try:
-        claims = verify_grant(
-            token,
-            keyset,
-            issuer=issuer,
-            audience=audience,
-            namespace=identity.namespace,
-            service_account=identity.service_account,
-            intent_digest=digest,
-            now=now,
-        )
-    except GrantError as exc:
-        problem = ERR_REASONS.get(exc.reason, exc.reason)
-        return [_violation(ERR_GRANT_INVALID.format(problem=problem, hint=HINT_RECREATE))]
-    # Without a decision (fail-open) there is nothing to compare the scopes with.
-    if verdict.decision is not None:
-        extra = sorted(set(claims.scopes) - set(verdict.decision.scopes))
-        if extra:
-            return [_violation(ERR_GRANT_SCOPE.format(extra=extra))]
-    return []
-
-
-def _violation(message: str) -> Violation:
-    return Violation(
-        rule=RULE_GRANT, field=f"metadata.annotations[{GRANT_ANNOTATION}]", message=message
-    )

@@ -41,24 +41,27 @@ class ClientCertificates:
         self.allowed_names = frozenset(allowed_names)
         self._verified: set[Peer] = set()
 
-    def connected(self, transport: asyncio.BaseTransport) -> None:
+    def connected(self, transport: asyncio.BaseTransport) -> Peer | None:
+        """Note the connection if its certificate passes; returns the peer to forget later."""
         ssl_object = transport.get_extra_info("ssl_object")
-        peer = get_remote_addr(transport)  # type: ignore[arg-type]
-        if ssl_object is None or peer is None:
-            return
+        address = get_remote_addr(transport)  # type: ignore[arg-type]
+        if ssl_object is None or address is None:
+            return None
         # The handshake is over (asyncio calls connection_made after it); a certificate here
         # chains to the client CA, or the handshake would have failed.
         cert = ssl_object.getpeercert()
         if not cert:
-            return
+            return None
         if self.allowed_names and not (certificate_names(cert) & self.allowed_names):
-            return
-        self._verified.add((peer[0], peer[1]))
+            return None
+        peer = (address[0], address[1])
+        self._verified.add(peer)
+        return peer
 
-    def disconnected(self, transport: asyncio.BaseTransport) -> None:
-        peer = get_remote_addr(transport)  # type: ignore[arg-type]
+    def disconnected(self, peer: Peer | None) -> None:
+        # The peer noted at connect time: a closed transport may no longer say who it was.
         if peer is not None:
-            self._verified.discard((peer[0], peer[1]))
+            self._verified.discard(peer)
 
     def authenticated(self, client: Any) -> bool:
         """`client` is the ASGI scope's ("host", port) of the request's connection."""
@@ -74,14 +77,14 @@ def tracking_protocol(base: type[asyncio.Protocol], certificates: ClientCertific
     """uvicorn's HTTP protocol class, noting verified client certificates per connection."""
 
     class CertificateTracking(base):  # type: ignore[valid-type,misc]
+        verified_peer: Peer | None = None
+
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            certificates.connected(transport)
+            self.verified_peer = certificates.connected(transport)
             super().connection_made(transport)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            transport = getattr(self, "transport", None)
-            if transport is not None:
-                certificates.disconnected(transport)
+            certificates.disconnected(self.verified_peer)
             super().connection_lost(exc)
 
     return CertificateTracking

@@ -6,10 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from identity.grants import RULE_GRANT
 from webhook.audit.buffer import AUDIT_UNAVAILABLE_RULE
 from webhook.audit.record import StoredRecord
 from webhook.decision import RULE_DETECT, RULE_INTENT_SCHEMA, RULE_POLICY_ENGINE
+from webhook.grants import RULE_GRANT
 from webhook.policy import PolicyEngine
 from webhook.validate import RULE_EPHEMERAL, RULE_IMMUTABLE, RULE_INTEGRITY
 

@@ -32,6 +32,7 @@ from webhook.claims import KubeClaimLookup
 from webhook.client_auth import ClientCertificates, tracking_protocol
 from webhook.eligibility import governed_by, recorded_admissions
 from webhook.events import DenialEvents
+from webhook.grants import VerdictGrants
 from webhook.kube import api_client
 from webhook.metrics import Metrics
 from webhook.opa_process import policy_engine
@@ -163,12 +164,14 @@ async def serve(settings: Settings) -> None:
         keys = KeyWatcher(settings.keys_dir) if settings.keys_dir else None
         grants = tokens = None
         if keys is not None:
-            grants = GrantIssuer(
-                keys,
-                settings.issuer,
-                settings.token_endpoint,
-                policy_revision=lambda: policy.revision,
-                on_mint=lambda _claims: metrics.grants_issued.inc(),
+            grants = VerdictGrants(
+                GrantIssuer(
+                    keys,
+                    settings.issuer,
+                    settings.token_endpoint,
+                    policy_revision=lambda: policy.revision,
+                    on_mint=lambda _claims: metrics.grants_issued.inc(),
+                )
             )
         if keys is not None and api is not None:
             tokens = TokenExchange(

@@ -6,19 +6,13 @@ import hashlib
 from typing import Any
 
 from identity.binding import AGENT_LABEL
-from identity.grants import (
-    GRANT_ANNOTATION,
-    GRANT_VOLUME,
-    TOKEN_VOLUME,
-    entitlement,
-    env_violations,
-    grant_checks,
-)
+from identity.grants import GRANT_ANNOTATION, GRANT_VOLUME, TOKEN_VOLUME
 from webhook import admission, jsonio
 from webhook.admission import AdmissionRequest, metadata_map
 from webhook.admit import admit, respond_denial
 from webhook.decision import RequestInfo, Verdict
 from webhook.deps import Services
+from webhook.grants import entitlement, env_violations, grant_checks
 from webhook.intent import INTENT_ANNOTATION, INTENT_DIGEST_ANNOTATION
 from webhook.mutate import SPIFFE_ID_ANNOTATION, identity_annotations
 from webhook.policy import Violation

@@ -57,6 +57,7 @@ from tests.identity.support import (
     verdict_for,
 )
 from webhook.decision import RequestInfo
+from webhook.grants import VerdictGrants
 from webhook.intent import INTENT_ANNOTATION
 
 pytestmark = pytest.mark.e2e
@@ -142,7 +143,7 @@ class World:
         metadata["labels"]["kube-intent.io/agent"] = agent_label
         pod["spec"]["serviceAccountName"] = pod["spec"]["serviceAccount"] = service_account
         verdict = verdict_for(pod, self.registry, namespace=self.namespace)
-        pod = apply_patch(pod, (issuer or self.issuer()).patch(pod, REQUEST, verdict))
+        pod = apply_patch(pod, VerdictGrants(issuer or self.issuer()).patch(pod, REQUEST, verdict))
         if grant is not None:
             pod["metadata"]["annotations"][GRANT_ANNOTATION] = grant
         created = self.core.create_namespaced_pod(self.namespace, pod)
@@ -249,7 +250,7 @@ def test_the_api_server_accepts_the_patched_pod_and_reinvocation_adds_nothing(
     }
     # The object as a reinvoked webhook would see it: defaulted by the server.
     verdict = verdict_for(pod, world.registry, namespace=world.namespace)
-    assert world.issuer().patch(pod, REQUEST, verdict) == []
+    assert VerdictGrants(world.issuer()).patch(pod, REQUEST, verdict) == []
 
 
 # -- success

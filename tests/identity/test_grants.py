@@ -16,7 +16,6 @@ from identity.grants import (
     GRANT_ANNOTATION,
     GRANT_FILE,
     GRANT_TYP,
-    RULE_GRANT,
     TOKEN_FILE,
     GrantError,
     GrantIssuer,
@@ -40,6 +39,7 @@ from tests.identity.support import (
     with_payload,
 )
 from webhook.decision import RequestInfo, Verdict
+from webhook.grants import RULE_GRANT, VerdictGrants, grant_checks
 from webhook.intent import INTENT_ANNOTATION, intent_digest, parse_intent
 
 REQUEST = RequestInfo(uid="u-1", operation="CREATE", namespace="ml-serving", name="support-bot-")
@@ -53,7 +53,7 @@ def fixed(now: float) -> Callable[[], float]:
 def admitted(issuer: GrantIssuer, registry: AgentRegistry, **verdict: Any) -> dict[str, Any]:
     pod = admission_pod()
     patched: dict[str, Any] = apply_patch(
-        pod, issuer.patch(pod, REQUEST, verdict_for(pod, registry, **verdict))
+        pod, VerdictGrants(issuer).patch(pod, REQUEST, verdict_for(pod, registry, **verdict))
     )
     return patched
 
@@ -116,15 +116,17 @@ def test_on_mint_sees_the_claims_of_each_new_grant_only(
     issuer = GrantIssuer(lambda: keyset, ISSUER, on_mint=minted.append)
     pod = admission_pod()
     verdict = verdict_for(pod, registry)
-    once = apply_patch(pod, issuer.patch(pod, REQUEST, verdict))
-    assert issuer.patch(once, REQUEST, verdict) == []  # kept: not minted again
+    once = apply_patch(pod, VerdictGrants(issuer).patch(pod, REQUEST, verdict))
+    assert VerdictGrants(issuer).patch(once, REQUEST, verdict) == []  # kept: not minted again
     [claims] = minted
     assert claims.jti == segments(grant_of(once))[1]["jti"]
     assert claims.aud == TOKEN_ENDPOINT  # derived from the issuer
     dry_run = RequestInfo(
         uid="u-2", operation="CREATE", namespace="ml-serving", name="x", dry_run=True
     )
-    assert issuer.patch(pod, dry_run, verdict) != []  # the same answer on dry-run ...
+    assert (
+        VerdictGrants(issuer).patch(pod, dry_run, verdict) != []
+    )  # the same answer on dry-run ...
     assert len(minted) == 1  # ... but nothing is counted or audited
 
 
@@ -148,7 +150,9 @@ def test_grant_lifetime_is_the_shorter_of_intent_and_policy(
     intent = json.loads(annotations[INTENT_ANNOTATION])
     annotations[INTENT_ANNOTATION] = json.dumps({**intent, "ttl": intent_ttl})
     verdict = verdict_for(pod, registry, grant_ttl=policy_ttl)
-    _, claims = segments(grant_of(apply_patch(pod, issuer.patch(pod, REQUEST, verdict))))
+    _, claims = segments(
+        grant_of(apply_patch(pod, VerdictGrants(issuer).patch(pod, REQUEST, verdict)))
+    )
     assert claims["exp"] - claims["iat"] == lifetime
 
 
@@ -185,7 +189,7 @@ def test_no_grant_and_no_patch_when_nothing_was_approved(
     verdict = verdict_for(pod, registry, **verdict_options)
     if change is not None:
         change(verdict)
-    assert issuer.patch(pod, REQUEST, verdict) == []
+    assert VerdictGrants(issuer).patch(pod, REQUEST, verdict) == []
 
 
 # -- the patch on real pod JSON
@@ -257,7 +261,7 @@ def test_patch_applies_to_each_example_pod(
     pod = example_pod(name)
     namespace = pod["metadata"]["namespace"]
     verdict = verdict_for(pod, registry, namespace=namespace)
-    patched = apply_patch(pod, issuer.patch(pod, REQUEST, verdict))
+    patched = apply_patch(pod, VerdictGrants(issuer).patch(pod, REQUEST, verdict))
     assert {"kube-intent-token", "kube-intent-grant"} <= {
         v["name"] for v in patched["spec"]["volumes"]
     }
@@ -266,7 +270,7 @@ def test_patch_applies_to_each_example_pod(
             "kube-intent-token",
             "kube-intent-grant",
         }
-    assert issuer.patch(patched, REQUEST, verdict) == []
+    assert VerdictGrants(issuer).patch(patched, REQUEST, verdict) == []
 
 
 def _apiserver_defaults(pod: dict[str, Any]) -> dict[str, Any]:
@@ -289,10 +293,10 @@ def test_reinvocation_is_idempotent(
 ) -> None:
     pod = admission_pod()
     verdict = verdict_for(pod, registry)
-    once = apply_patch(pod, issuer.patch(pod, REQUEST, verdict))
+    once = apply_patch(pod, VerdictGrants(issuer).patch(pod, REQUEST, verdict))
     if defaulted:
         once = _apiserver_defaults(once)
-    again = issuer.patch(once, REQUEST, verdict_for(once, registry))
+    again = VerdictGrants(issuer).patch(once, REQUEST, verdict_for(once, registry))
     assert again == []
     assert apply_patch(once, again) == once
 
@@ -302,9 +306,9 @@ def test_reinvocation_patch_applied_twice_equals_once(
 ) -> None:
     pod = admission_pod()
     verdict = verdict_for(pod, registry)
-    patch = issuer.patch(pod, REQUEST, verdict)
+    patch = VerdictGrants(issuer).patch(pod, REQUEST, verdict)
     once = apply_patch(pod, patch)
-    twice = apply_patch(once, issuer.patch(once, REQUEST, verdict))
+    twice = apply_patch(once, VerdictGrants(issuer).patch(once, REQUEST, verdict))
     assert twice == once
 
 
@@ -339,10 +343,10 @@ def test_reinvocation_replaces_a_grant_it_would_not_mint(
     issuer = GrantIssuer(lambda: keyset, ISSUER, TOKEN_ENDPOINT, clock=fixed(NOW))
     pod = admission_pod()
     verdict = verdict_for(pod, registry)
-    once = apply_patch(pod, issuer.patch(pod, REQUEST, verdict))
+    once = apply_patch(pod, VerdictGrants(issuer).patch(pod, REQUEST, verdict))
     planted = stale(grant_of(once), keyset, other_keyset)
     once["metadata"]["annotations"][GRANT_ANNOTATION] = planted
-    patch = issuer.patch(once, REQUEST, verdict)
+    patch = VerdictGrants(issuer).patch(once, REQUEST, verdict)
     assert [op["path"] for op in patch] == ["/metadata/annotations/kube-intent.io~1grant"]
     fresh = grant_of(apply_patch(once, patch))
     assert fresh != planted
@@ -358,7 +362,9 @@ def test_authors_cannot_preempt_our_volumes_mounts_or_env(
     vllm = spec["containers"][0]
     vllm["env"].append({"name": "KUBE_INTENT_TOKEN_FILE", "value": "/tmp/mine"})
     vllm["volumeMounts"].append({"name": "model-cache", "mountPath": "/var/run/kube-intent/token"})
-    patched = apply_patch(pod, issuer.patch(pod, REQUEST, verdict_for(pod, registry)))
+    patched = apply_patch(
+        pod, VerdictGrants(issuer).patch(pod, REQUEST, verdict_for(pod, registry))
+    )
     volumes = [v for v in patched["spec"]["volumes"] if v["name"] == "kube-intent-grant"]
     assert len(volumes) == 1
     assert "downwardAPI" in volumes[0]
@@ -503,7 +509,9 @@ def test_swapped_grant_from_another_pod_is_refused(keyset: KeySet, registry: Age
     research = example_pod("allowed-dra-triton")
     research_ns = research["metadata"]["namespace"]
     verdict = verdict_for(research, registry, namespace=research_ns)
-    theirs = grant_of(apply_patch(research, issuer.patch(research, REQUEST, verdict)))
+    theirs = grant_of(
+        apply_patch(research, VerdictGrants(issuer).patch(research, REQUEST, verdict))
+    )
     with pytest.raises(GrantError) as refused:
         verify(theirs, keyset, now=NOW)
     assert refused.value.reason in ("namespace", "service-account", "intent-digest")
@@ -515,7 +523,6 @@ def test_swapped_grant_from_another_pod_is_refused(keyset: KeySet, registry: Age
 def _checks(
     pod: dict[str, Any], verdict: Verdict, keyset: KeySet, now: float = NOW + 5
 ) -> list[Any]:
-    from identity.grants import grant_checks
 
     return grant_checks(
         pod["metadata"].get("annotations") or {}, verdict, keyset, ISSUER, TOKEN_ENDPOINT, now=now
@@ -614,7 +621,7 @@ async def test_with_a_real_policy_decision(
     assert verdict.allowed
     assert verdict.decision is not None
     assert verdict.decision.scopes
-    final = apply_patch(pod, issuer.patch(pod, REQUEST, verdict))
+    final = apply_patch(pod, VerdictGrants(issuer).patch(pod, REQUEST, verdict))
     _, claims = segments(grant_of(final))
     assert claims["scope"].split() == verdict.decision.scopes
     assert claims["exp"] - claims["iat"] == min(1800, verdict.decision.grant_ttl_seconds)

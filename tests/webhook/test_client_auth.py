@@ -9,20 +9,27 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import ssl
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from tests.conftest import example_pod, review
-from tests.webhook.test_serve import Server, start, stop
+from tests.webhook.test_serve import Server, start, stop, wait_until
 from webhook.app import ERR_CLIENT_CERT
+from webhook.client_auth import ClientCertificates, tracking_protocol
+from webhook.opa_process import free_port
+from webhook.tls import ensure_dev_certificates
 
 API_SERVER = "kube-apiserver-webhook-client"
 
@@ -83,10 +90,14 @@ def client_pki(directory: Path, *names: str) -> tuple[Path, dict[str, ClientCert
 
 
 def client(server: Server, cert: ClientCert | None = None) -> httpx.Client:
-    context = ssl.create_default_context(cafile=str(server.ca))
+    return https_client(server.url, server.ca, cert)
+
+
+def https_client(url: str, ca: Path, cert: ClientCert | None) -> httpx.Client:
+    context = ssl.create_default_context(cafile=str(ca))
     if cert is not None:
         context.load_cert_chain(cert.cert, cert.key)
-    return httpx.Client(base_url=server.url, verify=context, timeout=5)
+    return httpx.Client(base_url=url, verify=context, timeout=5)
 
 
 def audit_rows(server: Server, uid: str) -> list[int]:
@@ -176,3 +187,45 @@ def test_without_a_client_ca_rows_say_the_caller_was_not_authenticated(
         assert audit_rows(server, "anyone") == [0]
     finally:
         stop(server)
+
+
+def test_closed_connections_are_forgotten(tmp_path: Path) -> None:
+    """A verified peer is dropped when its connection closes, or a later connection from the
+    same address and port would inherit the authentication (and the set would only grow)."""
+    ca, certs = client_pki(tmp_path / "apiserver", API_SERVER)
+    serving = ensure_dev_certificates(tmp_path / "tls", ["127.0.0.1"])
+    verified = ClientCertificates([API_SERVER])
+    seen: list[bool] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append(verified.authenticated(scope["client"]))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        ssl_certfile=str(serving.cert),
+        ssl_keyfile=str(serving.key),
+        ssl_ca_certs=str(ca),
+        ssl_cert_reqs=ssl.CERT_OPTIONAL,
+        http=tracking_protocol(AutoHTTPProtocol, verified),
+        log_config=None,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started)
+        for cert in (certs[API_SERVER], None, certs[API_SERVER]):
+            with https_client(f"https://127.0.0.1:{port}", serving.ca_cert, cert) as http:
+                assert http.get("/").status_code == 204
+        wait_until(lambda: len(verified) == 0)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert seen == [True, False, True]

@@ -13,6 +13,7 @@ from identity.keys import KeySet, generate_keys
 from tests.conftest import AppClient, example_pod, review
 from tests.identity.support import apply_patch
 from tests.webhook.test_webhook import patch_of, post, response_of
+from webhook.grants import VerdictGrants
 
 ISSUER = "https://kube-intent.kube-intent.svc"
 
@@ -25,7 +26,7 @@ def keyset(tmp_path: Path) -> KeySet:
 
 @pytest.fixture
 def client(make_client: AppClient, keyset: KeySet) -> httpx.AsyncClient:
-    grants = GrantIssuer(lambda: keyset, ISSUER, policy_revision=lambda: "rev")
+    grants = VerdictGrants(GrantIssuer(lambda: keyset, ISSUER, policy_revision=lambda: "rev"))
     return make_client(grants=grants, keys=lambda: keyset, issuer=ISSUER)
 
 
