@@ -6,6 +6,7 @@
 #   scripts/tools.sh opa          # only opa (all the unit/integration tests need)
 #   scripts/tools.sh etcd helm    # any subset; kube-apiserver / kube-controller-manager / kubernetes
 #                                 # all select the one kubernetes wrapper module
+#   scripts/tools.sh vegeta       # the load generator bench/bench.py uses (only when asked for)
 #
 # Why build from source: this project's machines (and CI) can reach package
 # registries, including the Go module proxy, but not GitHub release downloads.
@@ -44,10 +45,13 @@ KUBE_VERSION="v1.34.4"       # k8s.io/kubernetes (staging modules replaced with 
 # Commit time of the v1.34.4 tag (module proxy .info); used as a fixed
 # buildDate so the binary is reproducible instead of stamped with "now".
 KUBE_BUILD_DATE="2026-02-10T19:32:20Z"
+VEGETA_VERSION="v12.13.0"    # github.com/tsenart/vegeta/v12 (open-loop HTTP load generator, bench/)
 
 # Build order: opa first, because it is all most test runs need; the kube
 # build (10+ minutes on 2 cores) last.
 ALL_TOOLS=(opa etcd helm kubernetes)
+# Built only when named: the benchmark's load generator (no test needs it).
+EXTRA_TOOLS=(vegeta)
 
 # ---------------------------------------------------------------------------
 # Per-tool recipe: version, binaries (name=main package), ldflags, and the
@@ -59,6 +63,7 @@ tool_version() {
     etcd) echo "${ETCD_VERSION}" ;;
     helm) echo "${HELM_VERSION}" ;;
     kubernetes) echo "${KUBE_VERSION}" ;;
+    vegeta) echo "${VEGETA_VERSION}" ;;
   esac
 }
 
@@ -74,6 +79,7 @@ tool_binaries() {
       echo "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver"
       echo "kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager"
       ;;
+    vegeta) echo "vegeta=github.com/tsenart/vegeta/v12" ;;
   esac
 }
 
@@ -116,6 +122,10 @@ tool_ldflags() {
             "-X ${pkg}.buildDate=${KUBE_BUILD_DATE}")
       done
       ;;
+    vegeta)
+      # main.Version/Commit/Date are what its Makefile stamps (from git, which we do not have).
+      x+=("-X main.Version=${VEGETA_VERSION}")
+      ;;
   esac
   echo "-s -w ${x[*]:-}"
 }
@@ -128,6 +138,7 @@ binary_check() {
     etcd) echo "--version|etcd Version: ${ETCD_VERSION#v}" ;;
     helm) echo "version --template {{.Version}}|${HELM_VERSION}" ;;
     kube-apiserver | kube-controller-manager) echo "--version|Kubernetes ${KUBE_VERSION}" ;;
+    vegeta) echo "-version|Version: ${VEGETA_VERSION}" ;;
   esac
 }
 
@@ -287,13 +298,14 @@ resolve_tool() {
   case "$1" in
     opa | etcd | helm | kubernetes) echo "$1" ;;
     kube | kube-apiserver | kube-controller-manager) echo kubernetes ;;
-    *) die "unknown tool '$1' (known: opa etcd helm kube-apiserver kube-controller-manager)" ;;
+    vegeta) echo vegeta ;;
+    *) die "unknown tool '$1' (known: opa etcd helm kube-apiserver kube-controller-manager vegeta)" ;;
   esac
 }
 
 main() {
   local requested=() tool arg t summary=() bins status
-  case "${1:-}" in -h | --help) sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+  case "${1:-}" in -h | --help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
   if (($# == 0)); then
     requested=("${ALL_TOOLS[@]}")
@@ -301,7 +313,7 @@ main() {
     # Keep ALL_TOOLS order (opa first) and drop duplicates.
     local wanted=" "
     for arg in "$@"; do wanted+="$(resolve_tool "${arg}") "; done
-    for t in "${ALL_TOOLS[@]}"; do
+    for t in "${ALL_TOOLS[@]}" "${EXTRA_TOOLS[@]}"; do
       if [[ "${wanted}" == *" ${t} "* ]]; then requested+=("${t}"); fi
     done
   fi

@@ -1,0 +1,255 @@
+"""`bench.py --apiserver`: what the webhook adds to a pod CREATE through a real kube-apiserver.
+
+The e2e tests' control plane (tests/e2e/cluster.py: etcd, kube-apiserver with mutual TLS to
+webhooks, kube-controller-manager), the chart installed in webhook.url mode, the Agents of
+examples/agents.yaml, and `kube-intent serve` with signing keys and the cluster's Agents, as the
+e2e `keyed_webhook` fixture runs it. Then, one after the other, N CREATEs of distinct pods:
+GPU pods through both webhooks; CPU pods, which the webhooks' matchConditions skip; and, after
+deleting the webhook configurations, the same GPU and CPU pods with no webhook at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from bench import pods
+from bench.bench import build_tools, log, quantile
+from tests.e2e.cluster import WEBHOOK_CLIENT_NAME, Cluster, free_port, running_cluster
+from tests.e2e.conftest import (
+    EXAMPLES,
+    RELEASE,
+    RELEASE_NAMESPACE,
+    SERVICE_ACCOUNTS,
+    Endpoint,
+    WebhookServer,
+    service_account_kubeconfig,
+    start_webhook,
+    wait_until_called,
+)
+from tests.e2e.kube import (
+    CHART,
+    ensure_namespace,
+    ensure_service_account,
+    helm,
+    load_yaml,
+    server_side_apply,
+    wait_crd_established,
+    wait_until,
+)
+from webhook.tls import ensure_dev_certificates
+
+NAMESPACE = "ml-serving"
+WARM_UP = 20  # CREATEs of each kind before measuring (connections, caches)
+
+
+@dataclass
+class Case:
+    case: str
+    creates: int
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    errors: int
+
+
+def submitted(i: int, *, gpu: bool) -> dict[str, Any]:
+    """Pod i as the ReplicaSet controller submits it: the (defaulted) template, before the
+    admission plugins add the token volume, the default tolerations and the priority. No
+    ownerReferences: there is no such ReplicaSet, and the garbage collector would delete them."""
+    pod = pods.pod(i)
+    meta, spec = pod["metadata"], pod["spec"]
+    for key in ("ownerReferences", "managedFields"):
+        del meta[key]
+    del pod["status"], spec["priority"], spec["serviceAccount"]
+    spec["volumes"] = [v for v in spec["volumes"] if not v["name"].startswith("kube-api-access")]
+    spec["tolerations"] = spec["tolerations"][:1]  # the GPU one, from the template
+    container = spec["containers"][0]
+    container["volumeMounts"] = [
+        m for m in container["volumeMounts"] if not m["name"].startswith("kube-api-access")
+    ]
+    if not gpu:
+        for section in container["resources"].values():
+            del section["nvidia.com/gpu"]
+        del spec["nodeSelector"], spec["tolerations"]
+        meta["generateName"] = meta["generateName"].replace("llama", "cpu")
+    return pod
+
+
+def measure(cluster: Cluster, n: int, *, webhooks: bool) -> list[Case]:
+    """N CREATEs of distinct GPU pods and N of CPU pods, one after the other, alternating (so
+    that a drift in the machine's load hits both alike), timed at the client."""
+    suffix = "kube-intent webhooks" if webhooks else "no webhook"
+    names = {True: f"GPU pod, {suffix}", False: "CPU pod, " + suffix}
+    if webhooks:
+        names[False] = "CPU pod, skipped by matchConditions"
+    latencies: dict[bool, list[float]] = {True: [], False: []}
+    errors = dict.fromkeys(latencies, 0)
+    with cluster.http(timeout=30) as http:
+        for i in range(-WARM_UP, n):
+            for gpu in (True, False):
+                body = json.dumps(submitted(i + WARM_UP, gpu=gpu)).encode()
+                started = time.perf_counter()
+                response = http.post(
+                    f"/api/v1/namespaces/{NAMESPACE}/pods",
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                elapsed = (time.perf_counter() - started) * 1000
+                if i < 0:
+                    continue
+                latencies[gpu].append(elapsed)
+                if not created(response, granted=gpu and webhooks):
+                    errors[gpu] += 1
+                    if errors[gpu] == 1:
+                        log(f"{names[gpu]}: {response.status_code} {response.text[:500]}")
+    cases = []
+    for gpu in (True, False):
+        ordered = sorted(latencies[gpu])
+        p50, p90, p99 = (quantile(ordered, q) for q in (0.5, 0.9, 0.99))
+        cases.append(Case(names[gpu], n, p50, p90, p99, ordered[-1], errors[gpu]))
+    return cases
+
+
+def created(response: httpx.Response, *, granted: bool) -> bool:
+    """Stored, and mutated by the webhook exactly when it should have been (it adds a grant)."""
+    if response.status_code != 201:
+        return False
+    annotations = response.json()["metadata"].get("annotations") or {}
+    return ("kube-intent.io/grant" in annotations) == granted
+
+
+def install(cluster: Cluster, work: Path) -> WebhookServer:
+    """What the e2e fixtures do: namespaces, the chart (webhook.url), Agents, the webhook."""
+    api = cluster.api_client()
+    core = client.CoreV1Api(api)
+    for namespace, accounts in SERVICE_ACCOUNTS.items():
+        ensure_namespace(api, namespace)
+        for account in accounts:
+            ensure_service_account(api, namespace, account)
+
+    def default_account() -> bool:
+        try:
+            core.read_namespaced_service_account("default", NAMESPACE)
+        except ApiException:
+            return False
+        return True
+
+    wait_until("the default ServiceAccount", default_account)
+    endpoint = Endpoint(work, free_port(), ensure_dev_certificates(work / "certs", ["127.0.0.1"]))
+    log("helm install (webhook.url mode) ...")
+    helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        f"--namespace={RELEASE_NAMESPACE}",
+        "--create-namespace",
+        f"--set=webhook.url={endpoint.url}",
+        f"--set-file=tls.caBundle={endpoint.certs.ca_cert}",
+        "--set=audit.sqlite.persistence.enabled=false",
+        "--timeout=60s",
+        kubeconfig=cluster.kubeconfig,
+        home=work / "helm",
+    )
+    wait_crd_established(api, "agents.kube-intent.io")
+    for agent in load_yaml(EXAMPLES / "agents.yaml"):
+        server_side_apply(api, agent)
+    keys = work / "keys"
+    subprocess.run(
+        [sys.executable, "-m", "webhook", "keys", "generate", str(keys)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    kubeconfig = service_account_kubeconfig(
+        cluster, core, RELEASE_NAMESPACE, RELEASE, work / "kubeconfig"
+    )
+    assert cluster.pki is not None
+    server = start_webhook(
+        endpoint,
+        f"--kubeconfig={kubeconfig}",
+        f"--keys-dir={keys}",
+        f"--client-ca={cluster.pki.webhook_client_ca}",
+        f"--client-cert-name={WEBHOOK_CLIENT_NAME}",
+    )
+    wait_until_called(core)
+    return server
+
+
+def remove_webhooks(cluster: Cluster, server: WebhookServer) -> None:
+    """Delete the chart's webhook configurations; wait until the API server stops calling."""
+    registration = client.AdmissionregistrationV1Api(cluster.api_client())
+    registration.delete_mutating_webhook_configuration(RELEASE)
+    registration.delete_validating_webhook_configuration(RELEASE)
+    probe = submitted(0, gpu=True)
+
+    def not_called() -> bool:
+        before = server.calls()
+        with cluster.http() as http:
+            http.post(
+                f"/api/v1/namespaces/{NAMESPACE}/pods?dryRun=All",
+                json=probe,
+            )
+        return server.calls() == before
+
+    wait_until("the API server to stop calling the webhooks", not_called, timeout=30)
+
+
+def apiserver_bench(args: argparse.Namespace) -> None:
+    build_tools("opa", "etcd", "helm", "kubernetes")
+    n = args.creates
+    with tempfile.TemporaryDirectory(prefix="kube-intent-bench-") as tmp:
+        work = Path(tmp)
+        log("starting etcd, kube-apiserver, kube-controller-manager ...")
+        with running_cluster(work / "cluster") as cluster:
+            server = install(cluster, work / "webhook")
+            try:
+                log(f"{n} CREATEs per case, one after the other ...")
+                cases = measure(cluster, n, webhooks=True)
+                remove_webhooks(cluster, server)
+                cases += measure(cluster, n, webhooks=False)
+            finally:
+                server.stop()
+    report(cases, args)
+
+
+def report(cases: list[Case], args: argparse.Namespace) -> None:
+    gpu, cpu, gpu_bare, cpu_bare = cases
+    differences = {
+        "GPU pod: webhooks minus no webhook": (gpu.p50 - gpu_bare.p50, gpu.p99 - gpu_bare.p99),
+        "CPU pod: matchConditions minus no webhook": (
+            cpu.p50 - cpu_bare.p50,
+            cpu.p99 - cpu_bare.p99,
+        ),
+    }
+    if args.json:
+        document = {
+            "mode": "apiserver",
+            "cases": [asdict(c) for c in cases],
+            "differences_ms": {
+                k: {"p50": p50, "p99": p99} for k, (p50, p99) in differences.items()
+            },
+        }
+        print(json.dumps(document, indent=2))
+        return
+    print(
+        f"# pod CREATE through kube-apiserver, {args.creates} sequential CREATEs per case"
+        " (distinct pods), latency at the client in ms"
+    )
+    print(f"{'case':<38} {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7} {'errors':>6}")
+    for c in cases:
+        print(f"{c.case:<38} {c.p50:7.1f} {c.p90:7.1f} {c.p99:7.1f} {c.max:7.1f} {c.errors:>6}")
+    print()
+    for name, (p50, p99) in differences.items():
+        print(f"{name:<44} p50 {p50:+7.1f}   p99 {p99:+7.1f}")
