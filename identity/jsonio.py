@@ -7,9 +7,9 @@ NaN and Infinity literals that OPA then refuses, lone surrogates that no encoder
 back. orjson refuses most of that while parsing (checked in tests/webhook/test_jsonio.py):
 lone surrogates (raw or escaped), NaN/Infinity literals, numbers that overflow a double
 (1e309, a 4,301-digit integer) and nesting beyond 1,024. It does *not* refuse integers above
-64 bits (they become floats) or 1,024 levels of nesting, which recursive Python code (pydantic,
-jsonschema, `json.dumps`) cannot walk: `check_plain` bounds the depth without recursing and
-re-checks what a more lenient source (YAML) may produce.
+64 bits (they become finite floats) or 1,024 levels of nesting, which recursive Python code
+(`json.dumps`, the audit normaliser, orjson's own encoder) cannot walk: `loads` bounds the
+depth, and `check_plain` re-checks everything in what a more lenient source (YAML) produced.
 """
 
 from __future__ import annotations
@@ -74,10 +74,28 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     finally:
         if enabled:
             gc.enable()
+    if not _ORJSON_REFUSES_ALL:
+        check_plain(document, max_depth=max_depth)
     # orjson has refused what `check_plain` looks for in scalars: only the depth is left.
-    if too_deep(raw, max_depth):
+    elif too_deep(raw, max_depth):
         raise JsonError(ERR_TOO_DEEP.format(limit=max_depth))
     return document
+
+
+def _refuses(sample: bytes) -> bool:
+    try:
+        orjson.loads(sample)
+    except orjson.JSONDecodeError:
+        return True
+    return False
+
+
+# What the fast path relies on, checked against the orjson actually installed rather than
+# assumed (an older release may read 1e309 as infinity): if any of it fails, every parsed
+# document is walked in full instead.
+_ORJSON_REFUSES_ALL = all(
+    _refuses(sample) for sample in (b"1e309", b"-1e309", b"NaN", b'"\\ud800"', b'"\xed\xa0\x80"')
+)
 
 
 def too_deep(text: bytes, max_depth: int) -> bool:
@@ -102,18 +120,15 @@ def too_deep(text: bytes, max_depth: int) -> bool:
 _Entry = tuple[Any, Any, "str | int | None"]
 
 
-def check_plain(
-    document: Any, *, max_depth: int = MAX_DEPTH, root: str = "", scalars: bool = True
-) -> None:
+def check_plain(document: Any, *, max_depth: int = MAX_DEPTH, root: str = "") -> None:
     """Raise JsonError unless `document` is JSON data a Go or Rego reader takes as it is.
 
-    Breadth-first over containers with an explicit queue, so a document of any depth is
-    refused, not crashed on. For documents from YAML and other lenient sources, which are
-    small (an intent); `loads` checks what orjson produced far faster.
+    Breadth-first with an explicit queue, so a document of any depth is refused, not crashed
+    on. Meant for documents from YAML and other lenient sources, which are small (an intent):
+    `loads` checks what orjson produced far faster.
     """
     level: list[_Entry] = [(document, None, None)]
-    if scalars:
-        _check_scalar(document, level[0], root)
+    _check_scalar(document, level[0], root)
     depth = 0
     while level:
         below: list[_Entry] = []
@@ -127,20 +142,13 @@ def check_plain(
                 continue
             if depth >= max_depth:
                 raise JsonError(ERR_TOO_DEEP.format(limit=max_depth), _path(entry, root))
-            if scalars:
-                for key, item in pairs:
-                    if value.__class__ is dict:
-                        _check_key(key, entry, root)
-                    if item.__class__ is dict or item.__class__ is list:
-                        below.append((item, entry, key))
-                    else:
-                        _check_scalar(item, (item, entry, key), root)
-            else:
-                below += [
-                    (item, entry, key)
-                    for key, item in pairs
-                    if item.__class__ is dict or item.__class__ is list
-                ]
+            for key, item in pairs:
+                if value.__class__ is dict:
+                    _check_key(key, entry, root)
+                if item.__class__ is dict or item.__class__ is list:
+                    below.append((item, entry, key))
+                else:
+                    _check_scalar(item, (item, entry, key), root)
         level = below
         depth += 1
 
@@ -277,7 +285,7 @@ def dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
     except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
-        log.error("response needed scrubbing to encode", extra={"fields": {"problem": str(exc)}})
+        log.error("a value needed scrubbing to encode", extra={"fields": {"problem": str(exc)}})
         return orjson.dumps(scrub(value))
 
 
