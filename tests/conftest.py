@@ -26,6 +26,12 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
 EXAMPLES = REPO / "examples"
 
+# The webhook finds OPA only through --opa-bin, KUBE_INTENT_OPA_BIN or PATH; in a checkout the
+# pinned tools are in .tools/bin (scripts/tools.sh), which the tests (and their subprocesses)
+# therefore get on PATH, as scripts/test.sh and scripts/dev.sh do.
+if (REPO / ".tools" / "bin").is_dir():
+    os.environ["PATH"] = f"{REPO / '.tools' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+
 
 def load_yaml(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]

@@ -4,6 +4,7 @@ compiles the webhooks' CEL matchConditions, and checks RBAC and CRD structure)."
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import functools
@@ -32,7 +33,8 @@ from tests.e2e.kube import (
     server_side_apply,
     wait_crd_established,
 )
-from webhook.opa_process import find_opa
+from webhook.opa_process import policy_engine
+from webhook.policy import OpaPolicyEngine
 from webhook.settings import Settings
 
 VALUES = Path(__file__).parent / "values"
@@ -148,14 +150,10 @@ def test_helm_lint_strict(values: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_chart_policies_are_in_sync_with_the_repository() -> None:
-    result = subprocess.run(
-        [str(REPO / "scripts" / "sync-chart-policies.sh"), "--check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+def test_the_chart_carries_no_copy_of_the_bundled_policies() -> None:
+    # One source of Rego: the webhook pushes the policies from its own package into the sidecar.
+    assert not list(CHART.rglob("*.rego"))
+    assert not (REPO / "scripts" / "sync-chart-policies.sh").exists()
 
 
 @pytest.mark.parametrize("values", VALUES_FILES)
@@ -515,7 +513,7 @@ def test_webhook_container_arguments_and_probes() -> None:
     )
 
 
-def test_opa_sidecar_is_pinned_and_loads_the_policies_on_loopback() -> None:
+def test_opa_sidecar_is_pinned_and_starts_empty_on_loopback() -> None:
     objects = render("defaults")
     opa = container(objects, "opa")
     assert opa["image"] == OPA_IMAGE
@@ -523,57 +521,95 @@ def test_opa_sidecar_is_pinned_and_loads_the_policies_on_loopback() -> None:
     assert opa["restartPolicy"] == "Always"
     assert opa in pod_spec(objects)["initContainers"]
     assert opa["startupProbe"]["httpGet"]["path"] == "/health"
-    assert "--addr=127.0.0.1:8181" in opa["args"]
-    assert opa["args"][-1] == "/policies"
     assert opa["livenessProbe"]["httpGet"]["port"] == "opa-diag"
+    # No policy file and no volume: the webhook pushes the policy set through the REST API.
+    assert opa["args"][:3] == ["run", "--server", "--addr=127.0.0.1:8181"]
+    assert all(a.startswith("--") for a in opa["args"][1:]), opa["args"]
+    assert not opa.get("volumeMounts")
+
+
+def test_extra_policies_are_mounted_into_the_webhook_not_opa() -> None:
+    objects = render("extra-policies")
+    webhook = container(objects, "webhook")
+    assert "--extra-policies=/etc/kube-intent/policies" in webhook["args"]
+    assert "--opa-url=http://127.0.0.1:8181" in webhook["args"]
+    mounts = {m["name"]: m for m in webhook["volumeMounts"]}
+    assert mounts["policies"] == {
+        "name": "policies",
+        "mountPath": "/etc/kube-intent/policies",
+        "readOnly": True,
+    }
     volumes = {v["name"]: v for v in pod_spec(objects)["volumes"]}
     assert volumes["policies"]["configMap"]["name"] == f"{RELEASE}-policies"
+    assert env(objects)["KUBE_INTENT_POLICY_RELOAD_SECONDS"]["value"] == "5"
+    data = one(objects, "ConfigMap", f"{RELEASE}-policies")["data"]
+    assert set(data) == {"no-latest-tag.rego", "data.json"}
+    assert json.loads(data["data.json"]) == {
+        "kube_intent": {"config": {"enforcement": {"model-allowed": "warn"}}}
+    }
+    # Without extras the ConfigMap is empty but mounted: adding some later rolls nothing.
+    assert one(render("defaults"), "ConfigMap", f"{RELEASE}-policies").get("data") in ({}, None)
 
 
-def test_policies_configmap_holds_the_bundle_without_tests_and_opa_loads_it(
+def test_extra_policy_file_names_are_checked_by_the_schema() -> None:
+    message = render_error(None, "policies.extra.notes\\.txt=x")
+    assert "notes.txt" in message
+
+
+def kubelet_configmap_volume(directory: Path, data: dict[str, str]) -> Path:
+    """The layout the kubelet gives a ConfigMap volume: keys are links into ..data."""
+    payload = directory / "..2026_01_01_00_00_00.000000001"
+    payload.mkdir(parents=True)
+    for name, text in data.items():
+        (payload / name).write_text(text)
+    (directory / "..data").symlink_to(payload.name)
+    for name in data:
+        (directory / name).symlink_to(f"..data/{name}")
+    return directory
+
+
+def test_extra_policies_from_the_configmap_load_with_the_bundle_into_a_real_opa(
     tmp_path: Path,
 ) -> None:
-    objects = render("defaults")
-    data = one(objects, "ConfigMap", f"{RELEASE}-policies")["data"]
-    expected = {
-        p.name
-        for p in (REPO / "policies").rglob("*")
-        if (p.suffix == ".rego" and not p.name.endswith("_test.rego")) or p.name == "data.json"
-    }
-    assert set(data) == expected
-    for name, text in data.items():
-        (tmp_path / name).write_text(text)
-    # Flattened as the sidecar sees it; --ignore matches the chart's flag for ..data links.
-    result = subprocess.run(
-        [find_opa(None), "check", "--strict", "--ignore=.*", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    decision = subprocess.run(
-        [
-            find_opa(None),
-            "eval",
-            "--format=json",
-            "--stdin-input",
-            f"--data={tmp_path}",
-            "data.kube_intent.admission.decision.allowed",
-        ],
-        input="{}",
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert decision.returncode == 0, decision.stderr
-    assert json.loads(decision.stdout)["result"], "the decision is undefined on the flat bundle"
+    data = one(render("extra-policies"), "ConfigMap", f"{RELEASE}-policies")["data"]
+    volume = kubelet_configmap_volume(tmp_path / "policies", data)
+
+    async def load() -> tuple[OpaPolicyEngine, Any, Any]:
+        async with policy_engine(None, None, extra=volume) as engine:
+            decision = await engine.evaluate(
+                {"pod": {"spec": {"containers": [{"name": "m", "image": "nvcr.io/m:latest"}]}}}
+            )
+            client = await engine._session()
+            async with client._session.get(f"{client.root_url}/data/kube_intent/config") as r:
+                config = (await r.json())["result"]
+            return engine, decision, config
+
+    engine, decision, config = asyncio.run(load())
+    assert engine.loaded is not None
+    assert {f.path for f in engine.loaded.files if f.source == "extra"} == set(data)
+    [latest] = [v for v in decision.violations if v.rule == "no-latest-tag"]
+    assert latest.enforcement == "deny"
+    assert "nvcr.io/m:latest" in latest.message
+    # The chart's data is merged over the bundled data.json, not instead of it.
+    assert config["enforcement"] == {"model-allowed": "warn"}
+    assert config["allowed_registries"]
+    assert not [v for v in decision.violations if v.rule == "policy-config"]
 
 
-def test_policy_changes_roll_the_pods() -> None:
-    annotations = one(render("defaults"), "Deployment")["spec"]["template"]["metadata"][
-        "annotations"
-    ]
-    assert len(annotations["checksum/policies"]) == 64
+def test_extra_policy_changes_do_not_roll_the_pods() -> None:
+    # The webhook reloads the mounted ConfigMap itself; a checksum would restart every pod.
+    def template(values: str) -> dict[str, Any]:
+        spec: dict[str, Any] = one(render(values), "Deployment")["spec"]["template"]
+        return spec
+
+    assert "checksum/policies" not in template("defaults")["metadata"].get("annotations", {})
+    with_extras = render(
+        "defaults",
+        "policies.extra.a\\.rego=package a",
+        "policies.data.kube_intent.config.max_grant_ttl_seconds=60",
+    )
+    assert one(with_extras, "ConfigMap", f"{RELEASE}-policies")["data"]
+    assert one(with_extras, "Deployment")["spec"]["template"] == template("defaults")
 
 
 @pytest.mark.parametrize("values", VALUES_FILES)

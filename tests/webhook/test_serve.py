@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import EXAMPLES, REPO, example_pod, review
 from webhook.opa_process import free_port
+from webhook.settings import BUNDLED_POLICIES
 from webhook.tls import ensure_dev_certificates
 
 
@@ -61,10 +62,15 @@ def wait_until(predicate: object, timeout: float = 20.0) -> None:
     raise AssertionError("condition not met in time")
 
 
-def start(tmp_path: Path, opa_bin: str, *args: str) -> Server:
+def start(tmp_path: Path, opa_bin: str, *args: str, **variables: str) -> Server:
     port = free_port()
     log = tmp_path / "serve.log"
-    env = {**os.environ, "KUBE_INTENT_OPA_BIN": opa_bin, "KUBE_INTENT_TLS_RELOAD_SECONDS": "0.2"}
+    env = {
+        **os.environ,
+        "KUBE_INTENT_OPA_BIN": opa_bin,
+        "KUBE_INTENT_TLS_RELOAD_SECONDS": "0.2",
+        **variables,
+    }
     process = subprocess.Popen(
         [
             sys.executable,
@@ -152,6 +158,76 @@ def test_opa_is_restarted_when_it_dies_and_stopped_on_exit(dev_server: Server) -
         not Path(f"/proc/{new_pid}").exists()
         or "zombie" in Path(f"/proc/{new_pid}/status").read_text()
     )
+
+
+EXTRA_RULE = """package kube_intent.admission
+
+rule_catalog["test-extra"] := {"enforcement": "deny", "summary": "added while serving"}
+
+violation contains new_violation("test-extra", "metadata", "denied by the extra rule")
+"""
+# Line 4 calls a function nobody defines.
+BROKEN_RULE = """package kube_intent.admission
+
+violation contains v if {
+	v := no_such_function(1)
+}
+"""
+
+
+def test_policy_changes_are_pushed_into_a_running_server(tmp_path: Path, opa_bin: str) -> None:
+    policies = Path(shutil.copytree(BUNDLED_POLICIES, tmp_path / "policies"))
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    server = start(
+        tmp_path,
+        opa_bin,
+        "--dev",
+        "--policies",
+        str(policies),
+        "--extra-policies",
+        str(extra),
+        KUBE_INTENT_POLICY_RELOAD_SECONDS="0.2",
+    )
+    pod = review(example_pod("denied-model-allowed"))
+
+    def answer(client: httpx.Client) -> dict[str, object]:
+        response: dict[str, object] = client.post("/validate", json=pod).json()["response"]
+        return response
+
+    def logged(message: str) -> list[dict[str, object]]:
+        return [line for line in server.log_lines() if line.get("msg") == message]
+
+    try:
+        with server.client() as client:
+            wait_until(lambda: client.get("/readyz").status_code == 200)
+            assert answer(client)["allowed"] is False
+            # The main directory (in dev: a checkout's policies): a staged rollout in data.json.
+            data = json.loads((policies / "data.json").read_text())
+            data["kube_intent"]["config"]["enforcement"]["model-allowed"] = "warn"
+            (policies / "data.json").write_text(json.dumps(data))
+            changed = time.monotonic()
+            wait_until(lambda: answer(client)["allowed"] is True, 10)
+            assert time.monotonic() - changed < 5
+            # The extra directory: a rule added.
+            (extra / "test_extra.rego").write_text(EXTRA_RULE)
+            wait_until(lambda: "[test-extra]" in json.dumps(answer(client)), 10)
+            # A file OPA cannot compile: refused, logged with its line; the last good set decides.
+            (extra / "broken.rego").write_text(BROKEN_RULE)
+            wait_until(lambda: bool(logged("policies refused")), 10)
+            assert client.get("/readyz").status_code == 200
+            assert "[test-extra]" in json.dumps(answer(client))
+        loaded = logged("policies loaded")
+        assert [line["reason"] for line in loaded] == ["startup", "change", "change"]
+        revisions = [line["revision"] for line in loaded]
+        assert len(set(revisions)) == 3
+        assert [line["previous"] for line in loaded] == [None, *revisions[:2]]
+        [refused] = logged("policies refused")
+        assert f"{extra / 'broken.rego'}:4" in str(refused["error"])
+        assert refused["revision"] == revisions[-1]
+        assert "Traceback" not in server.log.read_text()
+    finally:
+        stop(server)
 
 
 def served_certificate(port: int) -> x509.Certificate:
