@@ -43,10 +43,10 @@ from identity.grants import (
     token_endpoint_for,
     verify_grant,
 )
+from identity.intent import INTENT_ANNOTATION, parse_intent
 from identity.keys import ALG, KeySet
 from identity.registry import AgentRegistry
 from identity.verify import ACCESS_TOKEN_TYP
-from webhook.intent import INTENT_ANNOTATION, parse_intent
 
 log = logging.getLogger("kube_intent.token")
 

@@ -2,7 +2,7 @@
 
 The annotation is written by whoever creates the pod, so everything here assumes hostile text:
 the size is checked before parsing, the parsed document must be plain JSON data of bounded
-depth (see webhook/jsonio.py), the schema's keywords run in linear time, every problem message
+depth (see identity/jsonio.py), the schema's keywords run in linear time, every problem message
 is bounded, and only valid intents are cached (in a cache bounded in bytes).
 """
 
@@ -25,7 +25,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
-from webhook import jsonio
+from identity import jsonio
 
 INTENT_ANNOTATION = "kube-intent.io/intent"
 # Written by /mutate on admitted GPU pods: the digest the grant is bound to.
@@ -131,7 +131,7 @@ def _yaml_detail(exc: yaml.YAMLError) -> str:
 
 @cache
 def schema() -> dict[str, Any]:
-    text = resources.files("webhook").joinpath("intent.schema.json").read_text(encoding="utf-8")
+    text = resources.files("identity").joinpath("intent.schema.json").read_text(encoding="utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 
@@ -215,14 +215,16 @@ def _validator() -> Any:
     return _IntentValidator(schema())
 
 
-def canonical_json(document: Any) -> bytes:
+def _digest_form(document: Any) -> bytes:
+    # The intent digest's own form (UTF-8, not ASCII-escaped): grants already carry digests of
+    # it, so it must never change. The audit chain's hash form is webhook.audit canonical_json.
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8"
     )
 
 
 def intent_digest(document: Any) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json(document)).hexdigest()
+    return "sha256:" + hashlib.sha256(_digest_form(document)).hexdigest()
 
 
 def ttl_seconds(value: int | str) -> int:

@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from webhook.intent import ttl_seconds
+from identity.intent import ttl_seconds
+from identity.manifests import objects
 
 API_VERSION = "kube-intent.io/v1alpha1"
 KIND = "Agent"
@@ -99,7 +100,6 @@ class AgentRegistry:
         for registration in registrations:
             self._by_key[(registration.namespace, registration.name)] = registration
             self._namespaces.setdefault(registration.name, []).append(registration.namespace)
-        self.revision = 0
 
     def get(self, namespace: str, name: str) -> AgentRegistration | None:
         return self._by_key.get((namespace, name))
@@ -122,15 +122,10 @@ class AgentRegistry:
 
 
 def _documents(loaded: Iterable[Any]) -> Iterable[Mapping[str, Any]]:
-    for document in loaded:
-        if document is None:
-            continue
-        if isinstance(document, Mapping) and str(document.get("kind", "")).endswith("List"):
-            yield from document.get("items") or []
-        elif isinstance(document, Mapping):
-            yield document
-        else:
+    for _, document in objects(loaded):
+        if not isinstance(document, Mapping):
             raise ValueError(f"expected a mapping, got {type(document).__name__}")
+        yield document
 
 
 def load_registry_file(path: Path) -> AgentRegistry:

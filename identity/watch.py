@@ -34,7 +34,6 @@ class AgentWatcher:
         self._objects: dict[tuple[str, str], AgentRegistration] = {}
         self.registry = AgentRegistry()
         self.synced = asyncio.Event()
-        self.relists = 0
 
     def __call__(self) -> AgentRegistry:
         return self.registry
@@ -55,7 +54,6 @@ class AgentWatcher:
                 failures += 1
                 log.warning("agent watch interrupted (%s); relisting in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-            self.relists += 1
 
     def _list(self) -> str:
         listing = self._api.list_cluster_custom_object(GROUP, VERSION, PLURAL)

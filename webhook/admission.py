@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from webhook import jsonio
+from identity import jsonio
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
@@ -25,6 +25,7 @@ MAX_WARNINGS = 32
 ERR_NOT_JSON = "request body is not valid JSON"
 ERR_NOT_DATA = "request body is not plain JSON data"
 ERR_NOT_POD_SHAPE = "request.{field} is not a well-formed Pod"
+ERR_NOT_OBJECT_SHAPE = "request.{field} is not a well-formed Kubernetes object"
 ERR_NOT_REVIEW = "request body is not an admission.k8s.io/v1 AdmissionReview"
 ERR_NO_REQUEST = "AdmissionReview has no request"
 ERR_TOO_LARGE = "request body exceeds {limit} bytes"
@@ -157,10 +158,15 @@ class PodSpecShape(BaseModel):
     service_account_name: str | None = Field(default=None, alias="serviceAccountName")
 
 
-class PodShape(BaseModel):
+class ObjectShape(BaseModel):
+    """Any Kubernetes object: request_info reads its metadata before the kind is checked."""
+
     model_config = ConfigDict(extra="allow", strict=True)
 
     metadata: ObjectMetaShape | None = None
+
+
+class PodShape(ObjectShape):
     spec: PodSpecShape | None = None
 
 
@@ -233,16 +239,16 @@ def parse_review(body: bytes) -> AdmissionRequest:
     request = review.request
     if request is None:
         raise ReviewParseError(ERR_NO_REQUEST)
-    if request.is_pod:
-        for field, obj in (("object", request.object), ("oldObject", request.old_object)):
-            try:
-                PodShape.model_validate(obj or {})
-            except ValidationError as exc:
-                problems = _problems(exc, f"request.{field}")
-                raise ReviewParseError(
-                    f"{ERR_NOT_POD_SHAPE.format(field=field)}: {problems}",
-                    uid=_usable_uid(request.uid),
-                ) from None
+    shape = PodShape if request.is_pod else ObjectShape
+    for field, obj in (("object", request.object), ("oldObject", request.old_object)):
+        try:
+            shape.model_validate(obj or {})
+        except ValidationError as exc:
+            problems = _problems(exc, f"request.{field}")
+            message = ERR_NOT_POD_SHAPE if request.is_pod else ERR_NOT_OBJECT_SHAPE
+            raise ReviewParseError(
+                f"{message.format(field=field)}: {problems}", uid=_usable_uid(request.uid)
+            ) from None
     return request
 
 

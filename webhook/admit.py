@@ -10,7 +10,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from identity import jsonio
 from identity.grants import GRANT_ANNOTATION
+from identity.intent import INTENT_DIGEST_ANNOTATION, ParsedIntent
 from webhook import admission
 from webhook.admission import AdmissionRequest
 from webhook.audit import AUDIT_UNAVAILABLE_RULE
@@ -18,10 +20,9 @@ from webhook.decision import RequestInfo, Verdict
 from webhook.deps import Services
 from webhook.detect import DetectError, Workload
 from webhook.incidents import SEE_LOG, report
-from webhook.intent import INTENT_DIGEST_ANNOTATION, ParsedIntent
 from webhook.limits import bound_violations, pod_limits
 from webhook.logs import log_decision
-from webhook.policy import PolicyInputRejected, Violation
+from webhook.violations import Violation
 
 log = logging.getLogger("kube_intent.admit")
 
@@ -34,7 +35,6 @@ ERR_AUDIT_DOWN = (
     "(operators: check the audit database, or set audit.required=false to admit while it is down)"
 )
 RULE_INTERNAL = "internal-error"
-RULE_POLICY_INPUT = "policy-input"
 ERR_INTERNAL_ERROR = (
     "kube-intent could not evaluate this pod because of an internal error, and denied it "
     "to fail safe: " + SEE_LOG
@@ -72,15 +72,8 @@ async def decide(
     services: Services, info: RequestInfo, pod: dict[str, Any], workload: Workload
 ) -> Verdict:
     started = time.perf_counter()
-    try:
-        verdict = await services.decider.decide(info, pod, workload)
-    except PolicyInputRejected as exc:
-        # A bad pod, not an engine outage: denied whatever the fail-open setting says.
-        violation = Violation(rule=RULE_POLICY_INPUT, message=str(exc))
-        return Verdict(
-            allowed=False, workload=workload, intent=ParsedIntent(False), violations=[violation]
-        )
-    if verdict.policy_input is not None:  # OPA was asked
+    verdict = await services.decider.decide(info, pod, workload)
+    if verdict.policy_input is not None and not verdict.policy_reused:  # OPA was asked
         services.metrics.opa_latency.observe(time.perf_counter() - started)
         if verdict.decision is None:
             services.metrics.opa_errors.inc()
@@ -99,13 +92,29 @@ async def admit(
     started = time.perf_counter()
     outcome = "error"
     verdict: Verdict | None = None
-    info = request_info(req, authenticated=authenticated)
+    failure: Exception | None = None
+    try:
+        info = request_info(req, authenticated=authenticated)
+    except Exception as exc:  # decided below (an audited denial), with what the request says
+        failure = exc
+        info = RequestInfo(
+            uid=req.uid,
+            operation=req.operation,
+            namespace=req.namespace,
+            name=req.name,
+            username=req.user_info.username,
+            groups=tuple(req.user_info.groups),
+            dry_run=req.dry_run,
+            authenticated=authenticated,
+        )
     try:
         if not req.is_pod:
             outcome = "rejected"
             kind = f"{req.kind.group or 'core'}/{req.kind.version} {req.kind.kind}"
             if req.sub_resource:
                 kind += f" (subresource {req.sub_resource})"
+            if len(kind) > jsonio.SHOWN_CHARS * 2:
+                kind = jsonio.digest_of(kind)
             return admission.deny(
                 req.uid, admission.ERR_NOT_POD.format(kind=kind), code=400, reason="BadRequest"
             )
@@ -115,6 +124,8 @@ async def admit(
 
         pod = req.object
         try:
+            if failure is not None:
+                raise failure
             verdict = await _evaluate(req, info, pod, services, checks)
         except Exception as exc:
             # A bug met on some input, anywhere on the decision path: the pod may be a GPU pod,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect
 
+from identity import jsonio
 from identity.exchange import (
     DETAIL_TOO_LARGE,
     JWKS_PATH,
@@ -24,10 +26,10 @@ from identity.exchange import (
 )
 from identity.keys import KeySet
 from identity.registry import AgentRegistry
-from webhook import admission, jsonio
+from webhook import admission
 from webhook.admission import AdmissionRequest, ReviewParseError, parse_review
-from webhook.audit.api import AccessReviewer, list_decisions
 from webhook.audit.store import AuditStore
+from webhook.audit_api import AccessReviewer, list_decisions
 from webhook.claim_guard import CLAIMS_PATH, ClaimGuard, claims_handler
 from webhook.client_auth import ClientCertificates
 from webhook.decision import Decider
@@ -93,17 +95,41 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+# Parsed, a body takes many times its size in Python objects (3 MB of small JSON objects are
+# ~70 MB), and a parsed review stays alive while OPA and the audit store are awaited. Large
+# bodies are therefore handled one at a time: a burst of them must not multiply that by the
+# number of connections. Real pods are nearly all far below the threshold and never wait.
+LARGE_BODY_BYTES = 256 * 1024
+LARGE_BODIES_AT_ONCE = 1
+
+
+def _large_bodies(request: Request) -> asyncio.Semaphore:
+    state = request.app.state
+    if getattr(state, "large_bodies", None) is None:
+        state.large_bodies = asyncio.Semaphore(LARGE_BODIES_AT_ONCE)
+    semaphore: asyncio.Semaphore = state.large_bodies
+    return semaphore
+
+
 async def _review(request: Request, services: Services, handler: Handler) -> Response:
     limit = services.settings.max_body_bytes
     try:
         body = await read_body(request, limit)
-        admission_request = parse_review(body)
     except BodyTooLarge:
         return AdmissionJSON({"error": admission.ERR_TOO_LARGE.format(limit=limit)}, 413)
     except ClientDisconnect:
         # Nobody is left to read an answer; not an error of ours (nor worth a traceback).
         log.info("client disconnected before sending the whole admission review")
         return Response(status_code=400)
+    if len(body) <= LARGE_BODY_BYTES:
+        return await _answer(body, services, handler)
+    async with _large_bodies(request):
+        return await _answer(body, services, handler)
+
+
+async def _answer(body: bytes, services: Services, handler: Handler) -> Response:
+    try:
+        admission_request = parse_review(body)
     except ReviewParseError as exc:
         if exc.uid:
             # The API server can show an in-band answer to the user; an HTTP error it cannot.
@@ -232,6 +258,9 @@ def create_app(
         except BodyTooLarge:
             refusal = Refusal("invalid_request", "too-large", detail=DETAIL_TOO_LARGE)
             return JSONResponse(refusal.body(), status_code=400, headers=NO_STORE_HEADERS)
+        except ClientDisconnect:
+            log.info("client disconnected before sending the whole token request")
+            return Response(status_code=400)
         status, payload = await services.tokens.exchange_body(
             request.headers.get("content-type", ""), body
         )

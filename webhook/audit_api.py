@@ -15,8 +15,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from kubernetes import client
 
+from webhook.audit import AuditStore, filter_from
 from webhook.audit.export import record_to_json
-from webhook.audit.store import AuditStore, filter_from
 
 log = logging.getLogger("kube_intent.audit.api")
 

@@ -12,6 +12,7 @@ from typing import Any, TextIO, TypeVar
 import click
 
 from identity.keys import KeySet
+from webhook.audit import AuditFilter, AuditStore, Order, filter_from, open_store
 from webhook.audit.checkpoint import check_checkpoints, make_checkpoint, read_checkpoint
 from webhook.audit.errors import AuditError
 from webhook.audit.export import (
@@ -24,7 +25,6 @@ from webhook.audit.export import (
     render,
 )
 from webhook.audit.record import StoredRecord
-from webhook.audit.store import AuditFilter, AuditStore, Order, filter_from, open_store
 from webhook.audit.verify import VerifyResult, verify_store
 from webhook.settings import Settings
 

@@ -35,7 +35,6 @@ from kubernetes import client
 from webhook import admission
 from webhook.admission import AdmissionRequest, metadata_map
 from webhook.audit.record import AcceleratorSummary, AuditRecord, StoredRecord
-from webhook.audit.record import Violation as AuditViolation
 from webhook.deps import ClaimLookup, Services
 from webhook.detect import (
     AcceleratorDetector,
@@ -46,7 +45,7 @@ from webhook.detect import (
     claim_references,
 )
 from webhook.logs import log_decision
-from webhook.policy import Violation
+from webhook.violations import Violation
 
 log = logging.getLogger("kube_intent.claim_guard")
 
@@ -606,7 +605,7 @@ class ClaimGuard:
             if own is not None
             else AcceleratorSummary(),
             allowed=False,
-            violations=[AuditViolation(**v.model_dump()) for v in violations],
+            violations=list(violations),
             policy_revision=services.policy.revision,
             latency_ms=round(latency_ms, 3),
             input={

@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,14 @@ import click
 
 from identity.cli import keys as keys_group
 from identity.cli import token as token_group
+from identity.intent import schema
 from identity.registry import AgentRegistry, RegistryError, load_registry_file
-from webhook.audit.cli import audit, build_filter, default_db, matching, run
 from webhook.audit.store import AuditStore
+from webhook.audit_cli import audit, build_filter, default_db, matching, run
 from webhook.decision import Decider
-from webhook.intent import schema
 from webhook.opa_process import find_opa, policy_engine
 from webhook.policy import PolicyUnavailable
+from webhook.policy_source import PolicyError, PolicySource
 from webhook.replay import ReplayReport, replay
 from webhook.review import ReviewInputError, render_json, render_text, review_files
 from webhook.settings import Settings
@@ -46,8 +48,16 @@ agents_option = click.option(
     help="YAML file of Agent registrations (used without a cluster)",
 )
 opa_url_option = click.option(
-    "--opa-url", default=None, help="use this OPA instead of starting one"
+    "--opa-url", default=None, help="push the policies into this OPA instead of starting one"
 )
+extra_policies_option = click.option(
+    "--extra-policies",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="an operator's Rego and data, loaded with the policies (data merged over theirs) "
+    "and reloaded when changed [KUBE_INTENT_EXTRA_POLICIES]",
+)
+opa_bin_help = "OPA binary for the local subprocess [KUBE_INTENT_OPA_BIN; default: opa on PATH]"
 
 
 @click.group()
@@ -97,6 +107,7 @@ def main() -> None:
     "[KUBE_INTENT_TRUST_UNAUTHENTICATED_ADMISSIONS]",
 )
 @policies_option
+@extra_policies_option
 @agents_option
 @opa_url_option
 @click.option(
@@ -105,7 +116,7 @@ def main() -> None:
     default=None,
     help="watch Agents and resolve DRA claims in this cluster",
 )
-@click.option("--opa-bin", default=None, help="OPA binary for the local subprocess")
+@click.option("--opa-bin", default=None, help=opa_bin_help)
 @click.option(
     "--keys-dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -127,12 +138,12 @@ def main() -> None:
 def serve(**options: Any) -> None:
     """Run the admission webhook (HTTPS)."""
     from webhook.logs import configure
-    from webhook.serve import serve as run
+    from webhook.serve import run
 
     settings = _settings(**options)
     configure(settings.log_level)
     try:
-        asyncio.run(run(settings))
+        run(settings)  # on uvloop when installed
     except (RegistryError, FileNotFoundError, PolicyUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -142,6 +153,7 @@ def serve(**options: Any) -> None:
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @policies_option
+@extra_policies_option
 @agents_option
 @opa_url_option
 @click.option(
@@ -154,6 +166,7 @@ def serve(**options: Any) -> None:
 def review(
     files: tuple[Path, ...],
     policies: Path | None,
+    extra_policies: Path | None,
     agents: Path | None,
     opa_url: str | None,
     namespace: str,
@@ -165,7 +178,11 @@ def review(
     Exit status: 0 all allowed, 1 any denied, 2 bad input.
     """
     settings = _settings(
-        policies=policies, agents=agents, opa_url=opa_url, trust_domain=trust_domain
+        policies=policies,
+        extra_policies=extra_policies,
+        agents=agents,
+        opa_url=opa_url,
+        trust_domain=trust_domain,
     )
     try:
         registry = load_registry_file(settings.agents) if settings.agents else AgentRegistry()
@@ -181,7 +198,10 @@ async def _review(
     settings: Settings, registry: AgentRegistry, files: list[Path], namespace: str
 ) -> Any:
     async with policy_engine(
-        settings.opa_url, settings.policies, opa_bin=settings.opa_bin
+        settings.opa_url,
+        settings.policies,
+        extra=settings.extra_policies,
+        opa_bin=settings.opa_bin,
     ) as policy:
         await policy.put_agents(registry.to_data())
         decider = Decider(
@@ -214,24 +234,52 @@ def policy() -> None:
 @click.argument(
     "directory", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
 )
-@click.option("--opa-bin", default=None)
+@click.option(
+    "--extra-policies",
+    "extra",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="an operator's extra directory, tested together with DIRECTORY as serve loads them",
+)
+@click.option("--opa-bin", default=None, help=opa_bin_help)
 @click.option("--verbose", "-v", is_flag=True)
-def policy_test(directory: Path | None, opa_bin: str | None, verbose: bool) -> None:
-    """Check (strict) and unit-test a policy directory with the real OPA."""
-    target = str(directory or Settings().policies)
+def policy_test(
+    directory: Path | None, extra: Path | None, opa_bin: str | None, verbose: bool
+) -> None:
+    """Check (strict) and unit-test policies with the real OPA, then load them as serve does.
+
+    DIRECTORY defaults to the bundled policies (webhook/policies). With --extra-policies, the
+    two are checked as one set (the extra data merged over DIRECTORY's) and the extra
+    directory's own *_test.rego run against it.
+    """
+    main_dir = directory or Settings().policies
     try:
         opa = find_opa(opa_bin)
-    except FileNotFoundError as exc:
+        with tempfile.TemporaryDirectory(prefix="kube-intent-policy-") as scratch:
+            target = str(main_dir)
+            if extra is not None:
+                # One tree with the data merged as the webhook merges it.
+                PolicySource.of(main_dir, extra).write_tree(Path(scratch))
+                target = scratch
+            steps = [
+                [opa, "check", "--strict", target],
+                [opa, "test", target, *(["-v"] if verbose else [])],
+            ]
+            for argv in steps:
+                click.echo(f"$ opa {' '.join(argv[1:])}", err=True)
+                code = subprocess.run(argv, check=False).returncode
+                if code != 0:
+                    sys.exit(code)
+        click.echo("$ (push into a fresh OPA, as kube-intent serve does)", err=True)
+        revision = asyncio.run(_load_policies(main_dir, extra, opa))
+    except (FileNotFoundError, PolicyError, PolicyUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
-    steps = [
-        [opa, "check", "--strict", target],
-        [opa, "test", target, *(["-v"] if verbose else [])],
-    ]
-    for argv in steps:
-        click.echo(f"$ opa {' '.join(argv[1:])}", err=True)
-        code = subprocess.run(argv, check=False).returncode
-        if code != 0:
-            sys.exit(code)
+    click.echo(f"policies load: revision {revision}", err=True)
+
+
+async def _load_policies(directory: Path, extra: Path | None, opa: str) -> str:
+    async with policy_engine(None, directory, extra=extra, opa_bin=opa) as engine:
+        return engine.revision
 
 
 @policy.command("replay")

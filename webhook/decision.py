@@ -10,15 +10,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from identity.binding import IdentityBinding, bind
+from identity.intent import INTENT_ANNOTATION, ParsedIntent, parse_intent
 from identity.registry import AgentRegistry
 from webhook.admission import metadata_map
+from webhook.decision_memo import DecisionMemo, input_digest
 from webhook.detect import AcceleratorDetector, ClaimResolver, DetectError, Workload
-from webhook.intent import INTENT_ANNOTATION, ParsedIntent, parse_intent
-from webhook.policy import Enforcement, PolicyDecision, PolicyEngine, PolicyUnavailable, Violation
+from webhook.policy import PolicyDecision, PolicyEngine, PolicyInputRejected, PolicyUnavailable
+from webhook.violations import Enforcement, Violation
 
 RULE_DETECT = "pod-resources"
 RULE_INTENT_SCHEMA = "intent-schema"
 RULE_POLICY_ENGINE = "policy-engine"
+RULE_POLICY_INPUT = "policy-input"
 
 DENIAL_HEADER = "kube-intent denied pod {pod}: {count} violation(s): {details}"
 FAIL_OPEN_WARNING = (
@@ -63,6 +66,8 @@ class Verdict:
     violations: list[Violation] = field(default_factory=list)
     policy_input: dict[str, Any] | None = None
     fail_open: bool = False
+    # The decision was the one OPA gave for the same input moments ago (decision_memo).
+    policy_reused: bool = False
 
     @property
     def gpu(self) -> bool:
@@ -93,6 +98,7 @@ class Decider:
         trust_domain: str,
         enforcement: Enforcement | None = None,
         fail_open: bool = False,
+        memo: DecisionMemo | bool = True,
     ) -> None:
         self.detector = detector
         self.registry = registry
@@ -100,6 +106,9 @@ class Decider:
         self.trust_domain = trust_domain
         self.enforcement = enforcement
         self.fail_open = fail_open
+        # Pod CREATEs: /validate reuses /mutate's decision for the same input (one OPA query
+        # per pod). False: ask OPA every time.
+        self.memo = DecisionMemo() if memo is True else (memo or None)
 
     def detect(
         self, pod: Mapping[str, Any], namespace: str, resolver: ClaimResolver | None = None
@@ -136,21 +145,39 @@ class Decider:
             "identity": identity.to_input(),
             "intent": intent.to_input(),
         }
+        memo = self.memo if request.operation == "CREATE" else None
+        revision = self.policy.revision
+        key = input_digest(verdict.policy_input, revision) if memo is not None else None
+        found = memo.get(key) if memo is not None else None
         try:
-            decision = await self.policy.evaluate(verdict.policy_input)
+            answer = (
+                found if found is not None else await self.policy.evaluate(verdict.policy_input)
+            )
+        except PolicyInputRejected as exc:
+            # A bad pod, not an engine outage: denied whatever the fail-open setting says.
+            verdict.violations = [Violation(rule=RULE_POLICY_INPUT, message=str(exc))]
+            return verdict
         except PolicyUnavailable as exc:
             verdict.violations = [Violation(rule=RULE_POLICY_ENGINE, message=str(exc))]
             if self.fail_open:
-                verdict.violations[0].enforcement = "warn"
-                verdict.violations[0].message = FAIL_OPEN_WARNING.format(error=exc)
+                message = FAIL_OPEN_WARNING.format(error=exc)
+                verdict.violations = [
+                    Violation(rule=RULE_POLICY_ENGINE, message=message, enforcement="warn")
+                ]
                 verdict.allowed = verdict.fail_open = True
             return verdict
 
-        decision = decision.with_enforcement(self.enforcement)
+        verdict.policy_reused = found is not None
+        decision = answer.with_enforcement(self.enforcement)
         verdict.decision = decision
         verdict.violations = decision.violations
         # Never trust `allowed` alone: a deny violation denies whatever the policy computed.
         verdict.allowed = decision.allowed and not verdict.denials
+        # Kept only for an allowed pod (a denied one never reaches /validate), and only when no
+        # other policy set was loaded meanwhile (the key names the revision read before).
+        unchanged = self.policy.revision == revision
+        if memo is not None and found is None and verdict.allowed and unchanged:
+            memo.put(key, answer)
         return verdict
 
     def detect_error_verdict(self, error: DetectError) -> Verdict:

@@ -10,8 +10,8 @@ from fastapi import Depends, Request
 
 from identity.exchange import TokenExchange
 from identity.keys import KeySet
-from webhook.audit.api import AccessReviewer
 from webhook.audit.store import AuditStore
+from webhook.audit_api import AccessReviewer
 from webhook.client_auth import ClientCertificates
 from webhook.decision import Decider, RequestInfo, Verdict
 from webhook.detect import ClaimResolver
@@ -26,8 +26,6 @@ class DecisionRecorder(Protocol):
     async def record(
         self, webhook: str, request: RequestInfo, verdict: Verdict, latency_ms: float
     ) -> None: ...
-
-    async def healthy(self) -> bool: ...
 
 
 class ClaimLookup(Protocol):

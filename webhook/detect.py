@@ -1,8 +1,9 @@
 """Accelerator detection: decide whether a Pod uses accelerators, how many, and by which path.
 
-This module builds the ``workload`` part of the policy input (policies/README.md, "Input"; the
-paths and their rationale: docs/accelerator-detection.md). A pod is *governed* (sent to the
-policy) when it reaches an accelerator by any path a namespace editor controls. Two kinds:
+This module builds the ``workload`` part of the policy input (webhook/policies/README.md,
+"Input"; the paths and their rationale: docs/accelerator-detection.md). A pod is *governed*
+(sent to the policy) when it reaches an accelerator by any path a namespace editor controls.
+Two kinds:
 
 **Counted** paths allocate devices, and their number goes into ``total`` (the intent's budget):
 
@@ -55,6 +56,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal, NamedTuple, Protocol
+
+from identity.manifests import objects
 
 __all__ = [
     "DEFAULT_DEVICE_ANNOTATIONS",
@@ -300,6 +303,7 @@ _CONTAINER_LISTS: tuple[tuple[str, ContainerType], ...] = (
 # a hostile "1e999999999" from turning into a huge integer computation on the hot path.
 _MAX_COUNT = 2**63 - 1
 _MAX_EXPONENT = 30
+_MAX_QUANTITY_CHARS = 64
 
 # <sign><number><suffix>, suffix being a decimal exponent, a binary SI or a decimal SI suffix.
 # The exponent branch comes first so that "1E3" is 1000 while a bare "1E" is 1 exa.
@@ -489,19 +493,7 @@ class StaticClaimResolver:
 
 
 def _flatten_lists(manifests: Iterable[Mapping[str, Any] | None]) -> Iterable[Mapping[str, Any]]:
-    # `kubectl get -o yaml` output is a `kind: List`; accept it alongside plain documents.
-    for obj in manifests:
-        if not isinstance(obj, Mapping):
-            continue  # empty YAML documents load as None
-        items = obj.get("items")
-        if (
-            isinstance(obj.get("kind"), str)
-            and obj["kind"].endswith("List")
-            and isinstance(items, list)
-        ):
-            yield from _flatten_lists(items)
-        else:
-            yield obj
+    return (obj for _, obj in objects(manifests) if isinstance(obj, Mapping))
 
 
 def parse_count(value: object) -> int:
@@ -534,6 +526,10 @@ def parse_count(value: object) -> int:
 
 
 def _parse_quantity_string(text: str) -> Fraction:
+    # Kubernetes quantities are int64 with a small exponent: a few dozen characters at most. A
+    # longer one is garbage, and Fraction() of thousands of digits is slow, then refused.
+    if len(text) > _MAX_QUANTITY_CHARS:
+        raise DetectError(f"{_show(text)} is too long to be a resource quantity")
     match = _QUANTITY_RE.fullmatch(text.strip())
     if match is None:
         raise DetectError(f'{_show(text)} is not a valid quantity; use a number such as "1"')

@@ -27,6 +27,8 @@ COMPONENT = "kube-intent"
 MAX_MESSAGE = 1024
 QUEUE_SIZE = 256
 SAME_OBJECT_INTERVAL_SECONDS = 60.0
+# Objects remembered for the interval above (each entry is ~200 bytes).
+MAX_REMEMBERED = 10_000
 REQUEST_TIMEOUT_SECONDS = 2.0
 
 
@@ -50,8 +52,6 @@ class DenialEvents:
         self._core = client.CoreV1Api(api)
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self._last_sent: dict[tuple[str, str, str], float] = {}
-        self.sent = 0
-        self.dropped = 0
         self.suppressed = 0
 
     def denied(self, request: RequestInfo, pod: Mapping[str, Any], verdict: Verdict) -> None:
@@ -64,6 +64,11 @@ class DenialEvents:
         if now - self._last_sent.get(key, float("-inf")) < SAME_OBJECT_INTERVAL_SECONDS:
             self.suppressed += 1
             return
+        if len(self._last_sent) >= MAX_REMEMBERED:
+            # Bounded memory under a stream of distinct names: forget what is past its interval.
+            self._last_sent = {
+                k: t for k, t in self._last_sent.items() if now - t < SAME_OBJECT_INTERVAL_SECONDS
+            }
         self._last_sent[key] = now
         message = verdict.denial_message(f"{request.namespace}/{request.name}")[:MAX_MESSAGE]
         timestamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -88,7 +93,8 @@ class DenialEvents:
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            self.dropped += 1
+            # Best effort under a burst of denials: the audit trail has every one of them.
+            log.warning("denial event dropped: the event queue is full")
 
     async def run(self) -> None:
         while True:
@@ -104,7 +110,6 @@ class DenialEvents:
                     ),
                     REQUEST_TIMEOUT_SECONDS + 1,
                 )
-                self.sent += 1
             except ApiException as exc:  # best effort: a lost Event never matters to a verdict
                 log.warning("could not record denial event: %s %s", exc.status, exc.reason)
             except Exception as exc:

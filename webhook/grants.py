@@ -17,10 +17,10 @@ from identity.grants import (
     grant_env,
     verify_grant,
 )
+from identity.intent import ttl_seconds
 from identity.keys import KeySet
 from webhook.decision import RequestInfo, Verdict
-from webhook.intent import ttl_seconds
-from webhook.policy import Violation
+from webhook.violations import Violation
 
 RULE_GRANT = "grant-integrity"
 

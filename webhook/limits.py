@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from webhook import jsonio
-from webhook.intent import INTENT_ANNOTATION, MAX_INTENT_BYTES
-from webhook.policy import Violation
+from identity import jsonio
+from identity.intent import INTENT_ANNOTATION, MAX_INTENT_BYTES
+from webhook.violations import Violation
 
 RULE_POD_LIMITS = "pod-limits"
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import jwt
 
+from identity.grants import GRANT_ANNOTATION
 from webhook.admission import metadata_map
 from webhook.audit.buffer import AuditLog
-from webhook.audit.record import AcceleratorSummary, AuditRecord, Violation
+from webhook.audit.record import AcceleratorSummary, AuditRecord
 from webhook.decision import RequestInfo, Verdict
 from webhook.metrics import Metrics
-
-GRANT_ANNOTATION = "kube-intent.io/grant"
+from webhook.violations import Violation
 
 
 def grant_jti(annotations: Mapping[str, Any]) -> str | None:
@@ -55,7 +55,7 @@ def admission_record(
         if workload
         else AcceleratorSummary(),
         allowed=verdict.allowed,
-        violations=[Violation(**v.model_dump()) for v in verdict.violations],
+        violations=list(verdict.violations),
         policy_revision=policy_revision,
         grant_jti=grant_jti(annotations),
         latency_ms=round(latency_ms, 3),
@@ -91,9 +91,6 @@ class AuditRecorder:
             failures = self.log.counters().write_failures
             self._metrics.audit_write_failures.inc(failures - self._failures_seen)
             self._failures_seen = failures
-
-    async def healthy(self) -> bool:
-        return self.log.counters().store_up
 
 
 class TokenAuditor:

@@ -10,9 +10,10 @@ from typing import Any
 
 import yaml
 
+from identity.manifests import objects
 from webhook.decision import Decider, RequestInfo
 from webhook.detect import DetectError, StaticClaimResolver
-from webhook.policy import Violation
+from webhook.violations import Violation
 
 DEFAULT_NAMESPACE = "default"
 CLAIM_KINDS = ("ResourceClaim", "ResourceClaimTemplate")
@@ -84,20 +85,13 @@ def load_documents(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         detail = str(exc).replace("\n", " ")
         raise ReviewInputError(ERR_READ.format(source=path, detail=detail)) from None
-    for index, document in enumerate(d for d in documents if d is not None):
-        source = f"{path}#{index}"
+    for position, document in objects(documents):
+        source = f"{path}{position}"
         if not isinstance(document, dict):
             raise ReviewInputError(
                 f"{source}: expected a Kubernetes object, got {type(document).__name__}"
             )
-        if str(document.get("kind", "")).endswith("List") and isinstance(
-            document.get("items"), list
-        ):
-            for item_index, item in enumerate(document["items"]):
-                if isinstance(item, dict):
-                    yield f"{source}.items[{item_index}]", item
-        else:
-            yield source, document
+        yield source, document
 
 
 def _dig(obj: Mapping[str, Any], path: tuple[str, ...]) -> Any:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from identity.grants import token_endpoint_for
 from webhook.detect import (
     DEFAULT_DEVICE_ANNOTATIONS,
     DEFAULT_DEVICE_CLASSES,
@@ -19,11 +19,11 @@ from webhook.detect import (
     DEFAULT_SHARING_ANNOTATIONS,
     AcceleratorDetector,
 )
+from webhook.policy_source import bundled_policies
+from webhook.violations import Enforcement
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_POLICIES = PACKAGE_ROOT / "policies"
-
-Enforcement = Literal["deny", "warn", "dryrun"]
+# The Rego bundle shipped inside the package (webhook/policies), found with importlib.resources.
+BUNDLED_POLICIES = bundled_policies()
 
 
 class Settings(BaseSettings):
@@ -45,10 +45,17 @@ class Settings(BaseSettings):
     # operator accepts admissions from anyone who reaches the port (no client CA available).
     trust_unauthenticated_admissions: bool = False
 
+    # The policy set pushed into OPA: `policies` (the bundled set unless replaced) plus an
+    # operator's `extra_policies` directory (Rego added, data merged over). Both are polled every
+    # `policy_reload_seconds` and pushed again when they change (docs/policies.md).
     policies: Path = BUNDLED_POLICIES
+    extra_policies: Path | None = None
+    policy_reload_seconds: float = Field(default=3.0, gt=0)
     agents: Path | None = None
     kubeconfig: Path | None = None
+    # An OPA to push into and ask (the chart's sidecar); none: a supervised local one.
     opa_url: str | None = None
+    # The local OPA's binary (else `opa` on PATH); KUBE_INTENT_OPA_BIN.
     opa_bin: str | None = None
     opa_timeout_seconds: float = 1.0
 
@@ -105,7 +112,7 @@ class Settings(BaseSettings):
 
     @property
     def token_endpoint(self) -> str:
-        return self.token_endpoint_url or self.issuer.rstrip("/") + "/token"
+        return self.token_endpoint_url or token_endpoint_for(self.issuer)
 
     @property
     def audit_dsn(self) -> str:

@@ -113,7 +113,6 @@ class CertReloader:
         self.cert = cert
         self.key = key
         self.interval = interval
-        self.reloads = 0
         self._fingerprint = self._read_fingerprint()
 
     def _read_fingerprint(self) -> str:
@@ -131,7 +130,6 @@ class CertReloader:
             log.warning("serving certificate not reloaded: %s", exc)
             return False
         self._fingerprint = fingerprint
-        self.reloads += 1
         log.info(
             "reloaded serving certificate %s (expires %s)", self.cert, cert_not_after(self.cert)
         )

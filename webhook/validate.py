@@ -5,17 +5,18 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from identity import jsonio
 from identity.binding import AGENT_LABEL
 from identity.grants import GRANT_ANNOTATION, GRANT_VOLUME, TOKEN_VOLUME
-from webhook import admission, jsonio
+from identity.intent import INTENT_ANNOTATION, INTENT_DIGEST_ANNOTATION
+from webhook import admission
 from webhook.admission import AdmissionRequest, metadata_map
 from webhook.admit import admit, respond_denial
 from webhook.decision import RequestInfo, Verdict
 from webhook.deps import Services
 from webhook.grants import entitlement, env_violations, grant_checks
-from webhook.intent import INTENT_ANNOTATION, INTENT_DIGEST_ANNOTATION
 from webhook.mutate import SPIFFE_ID_ANNOTATION, identity_annotations
-from webhook.policy import Violation
+from webhook.violations import Violation
 
 RULE_IMMUTABLE = "immutable-governed-fields"
 RULE_INTEGRITY = "mutation-integrity"
@@ -43,8 +44,12 @@ ERR_INTEGRITY = (
 
 
 def _shown(field: str, value: object) -> object:
+    """A user-controlled value as a message may show it: a grant (a signed statement) never,
+    a long value (a 169 KB intent) by its length and digest, never echoed back."""
     if GRANT_ANNOTATION in field and isinstance(value, str):
         return f"<grant sha256:{hashlib.sha256(value.encode()).hexdigest()[:12]}>"
+    if isinstance(value, str) and len(value) > jsonio.SHOWN_CHARS:
+        return jsonio.digest_of(value)
     return value
 
 
@@ -59,8 +64,6 @@ def immutable_changes(req: AdmissionRequest) -> list[Violation]:
         (f"metadata.annotations[{key}]", old_ann.get(key), new_ann.get(key))
         for key in IMMUTABLE_ANNOTATIONS
     ]
-    # Never echo a grant (a signed statement) into messages, Events and audit rows.
-    pairs = [(field, _shown(field, old), _shown(field, new)) for field, old, new in pairs]
     pairs.append(
         (
             f"metadata.labels[{AGENT_LABEL}]",
@@ -69,17 +72,13 @@ def immutable_changes(req: AdmissionRequest) -> list[Violation]:
         )
     )
 
-    def brief(value: object) -> object:
-        # A long value (a 169 KB intent) is named by its length and digest, never echoed back.
-        if isinstance(value, str) and len(value) > jsonio.SHOWN_CHARS:
-            return jsonio.digest_of(value)
-        return value
-
     return [
         Violation(
             rule=RULE_IMMUTABLE,
             field=field,
-            message=ERR_IMMUTABLE.format(field=field, old=brief(old), new=brief(new)),
+            message=ERR_IMMUTABLE.format(
+                field=field, old=_shown(field, old), new=_shown(field, new)
+            ),
         )
         for field, old, new in pairs
         if old != new
@@ -98,7 +97,9 @@ def integrity(req: AdmissionRequest, verdict: Verdict) -> list[Violation]:
                 Violation(
                     rule=RULE_INTEGRITY,
                     field=field,
-                    message=ERR_INTEGRITY.format(field=field, actual=actual, expected=expected),
+                    message=ERR_INTEGRITY.format(
+                        field=field, actual=_shown(field, actual), expected=expected
+                    ),
                 )
             )
     return violations

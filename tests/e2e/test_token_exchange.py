@@ -42,6 +42,7 @@ from identity.exchange import (
 )
 from identity.fetch import FetchSettings, run
 from identity.grants import GRANT_ANNOTATION, GRANT_TYP, GrantIssuer
+from identity.intent import INTENT_ANNOTATION
 from identity.keys import KeySet, generate_keys, new_private_key, private_pem
 from identity.registry import AgentRegistration, AgentRegistry
 from identity.verify import ACCESS_TOKEN_TYP, verify_access_token
@@ -58,7 +59,6 @@ from tests.identity.support import (
 )
 from webhook.decision import RequestInfo
 from webhook.grants import VerdictGrants
-from webhook.intent import INTENT_ANNOTATION
 
 pytestmark = pytest.mark.e2e
 

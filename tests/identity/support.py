@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from identity.binding import bind
+from identity.intent import INTENT_ANNOTATION, parse_intent
 from identity.registry import AgentRegistry
 from webhook.decision import Verdict
 from webhook.detect import DEFAULT_DEVICE_CLASSES, DEFAULT_RESOURCE_PATTERNS, AcceleratorDetector
-from webhook.intent import INTENT_ANNOTATION, parse_intent
 from webhook.policy import PolicyDecision
 from webhook.tls import ensure_dev_certificates
 

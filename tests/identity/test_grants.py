@@ -22,6 +22,7 @@ from identity.grants import (
     covers,
     verify_grant,
 )
+from identity.intent import INTENT_ANNOTATION, intent_digest, parse_intent
 from identity.keys import KeySet
 from identity.registry import AgentRegistry
 from tests.conftest import example_pod
@@ -40,7 +41,6 @@ from tests.identity.support import (
 )
 from webhook.decision import RequestInfo, Verdict
 from webhook.grants import RULE_GRANT, VerdictGrants, grant_checks
-from webhook.intent import INTENT_ANNOTATION, intent_digest, parse_intent
 
 REQUEST = RequestInfo(uid="u-1", operation="CREATE", namespace="ml-serving", name="support-bot-")
 NOW = 1_760_000_000

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from webhook.intent import (
+from identity.intent import (
     CACHE_BYTES,
     INTENT_ANNOTATION,
     INTENT_CACHE,

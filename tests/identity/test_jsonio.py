@@ -1,7 +1,9 @@
-"""webhook/jsonio.py, and the claims about orjson it relies on (checked, not assumed)."""
+"""identity/jsonio.py, and the claims about orjson it relies on (checked, not assumed)."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from webhook import jsonio
+from identity import jsonio
 
 DEEP_1024 = b"[" * 1024 + b"]" * 1024
 
@@ -161,3 +163,22 @@ def test_bounded_cuts_and_names_the_whole() -> None:
     assert len(cut) <= 300
     assert cut.startswith("mmm")
     assert "10000 characters, sha256:" in cut
+
+
+def test_the_installed_orjson_refuses_all_the_fast_path_relies_on() -> None:
+    assert jsonio._ORJSON_REFUSES_ALL
+
+
+def test_a_full_walk_stands_in_for_a_more_lenient_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jsonio, "_ORJSON_REFUSES_ALL", False)
+    assert jsonio.loads(b'{"a": [1, "x", null]}') == {"a": [1, "x", None]}
+    with pytest.raises(jsonio.JsonError, match="nested deeper than 64 levels"):
+        jsonio.loads(DEEP_1024)
+
+
+@pytest.mark.parametrize("data", [b"{}", b"{"], ids=["parsed", "refused"])
+def test_loads_leaves_the_garbage_collector_enabled(data: bytes) -> None:
+    assert gc.isenabled()
+    with contextlib.suppress(jsonio.JsonError):
+        jsonio.loads(data)
+    assert gc.isenabled()

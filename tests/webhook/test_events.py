@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
+from identity.intent import ParsedIntent
 from tests.conftest import example_pod
 from webhook.decision import RequestInfo, Verdict
 from webhook.events import DenialEvents, involved_object
-from webhook.intent import ParsedIntent
-from webhook.policy import Violation
+from webhook.violations import Violation
 
 DENIED = Verdict(
     allowed=False,

@@ -20,19 +20,22 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from identity import jsonio
+from identity.intent import INTENT_ANNOTATION
 from identity.registry import AgentRegistry
 from tests.conftest import example_pod, review
 from tests.webhook.test_webhook import post, response_of
-from webhook import admission, jsonio, limits
+from webhook import admission, limits
+from webhook.admission import AdmissionRequest, GroupVersionKind, UserInfo
 from webhook.app import AdmissionJSON, create_app
 from webhook.audit import AuditLog, StoredRecord, open_store
-from webhook.audit.recorder import AuditRecorder
 from webhook.decision import RequestInfo, Verdict
 from webhook.detect import StaticClaimResolver
-from webhook.intent import INTENT_ANNOTATION
 from webhook.metrics import Metrics
+from webhook.mutate import handle_mutate
 from webhook.opa_process import free_port
 from webhook.policy import OpaPolicyEngine, PolicyEngine, PolicyInputRejected
+from webhook.recorder import AuditRecorder
 from webhook.settings import Settings
 
 UID = "705ab4f5-6393-11e8-b7cc-42010a800002"
@@ -178,6 +181,11 @@ def edited(path: str, value: Any, *, operation: str = "CREATE") -> dict[str, Any
     return body
 
 
+def as_deployment(body: dict[str, Any]) -> dict[str, Any]:
+    body["request"]["kind"] = {"group": "apps", "version": "v1", "kind": "Deployment"}
+    return body
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -231,6 +239,11 @@ def edited(path: str, value: Any, *, operation: str = "CREATE") -> dict[str, Any
         pytest.param(edited("request.dryRun", "yes"), "request.dryRun", id="dry-run-string"),
         pytest.param(edited("request.operation", "create"), "request.operation", id="operation"),
         pytest.param(edited("request.kind.group", 7), "request.kind.group", id="kind-group-int"),
+        pytest.param(
+            as_deployment(edited("request.object.metadata", 1)),
+            "request.object.metadata",
+            id="other-kind-metadata-int",
+        ),
     ],
 )
 @pytest.mark.parametrize("path", ["/mutate", "/validate"])
@@ -268,6 +281,18 @@ async def test_malformed_ttls_are_audited_intent_schema_denials(
     [row] = await target.rows()
     assert not row.allowed
     assert [v.rule for v in row.violations] == ["intent-schema"]
+
+
+async def test_a_4301_digit_quantity_is_an_audited_denial(webhook: Callable[..., Any]) -> None:
+    pod = example_pod("allowed-vllm-llama")
+    pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = "1" * 4301
+    target = await webhook()
+    answer = await target.answer("/mutate", review(pod))
+    assert answer["status"]["code"] == 403
+    assert_no_internals(answer["status"]["message"])
+    assert "1" * 100 not in answer["status"]["message"]
+    [row] = await target.rows()
+    assert not row.allowed
 
 
 # --- pathological sizes: refused by limits, before the claim lookups and OPA -------------------
@@ -345,7 +370,7 @@ async def test_a_pod_at_every_limit_is_decided_by_the_policy(webhook: Callable[.
     pod["spec"]["containers"] = [first] + [
         {"name": f"c{i}", "image": first["image"]} for i in range(limits.MAX_CONTAINERS - 1)
     ]
-    target = await webhook(opa_timeout_seconds=10)
+    target = await webhook()
     answer = await target.answer("/validate", review(pod))
     assert "[pod-limits]" not in answer.get("status", {}).get("message", "")
     assert (
@@ -545,3 +570,27 @@ def test_the_answer_encoder_cannot_fail() -> None:
     # answer is still written (scrubbed), not a 500.
     rendered = AdmissionJSON(admission.deny("\ud800", "message \udfff")).body
     assert json.loads(rendered)["response"]["status"]["message"] == "message ?"
+
+
+async def test_admit_does_not_rely_on_the_request_model(webhook: Callable[..., Any]) -> None:
+    # The model keeps a pod whose metadata is a list out; should one get past it, admit()
+    # still answers with an audited denial rather than an exception.
+    target = await webhook()
+    services = target.client._transport.app.state.services  # type: ignore[attr-defined]
+    request = AdmissionRequest.model_construct(
+        uid=UID,
+        kind=GroupVersionKind(group="", version="v1", kind="Pod"),
+        sub_resource="",
+        name="",
+        namespace="ml-serving",
+        operation="CREATE",
+        user_info=UserInfo(),
+        object={"metadata": ["not", "an", "object"], "spec": {}},
+        old_object=None,
+        dry_run=False,
+    )
+    answer = (await handle_mutate(request, services))["response"]
+    assert answer["status"]["code"] == 403
+    assert "[internal-error]" in answer["status"]["message"]
+    [row] = await target.rows()
+    assert [v.rule for v in row.violations] == ["internal-error"]

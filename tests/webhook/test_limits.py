@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from identity.intent import INTENT_ANNOTATION, MAX_INTENT_BYTES
 from tests.conftest import example_pod
 from webhook import limits
-from webhook.intent import INTENT_ANNOTATION, MAX_INTENT_BYTES
-from webhook.policy import Violation
+from webhook.violations import Violation
 
 Grow = Callable[[dict[str, Any], int], None]
 

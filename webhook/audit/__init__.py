@@ -19,12 +19,13 @@ from .export import (
     record_to_json,
     render,
 )
+from .factory import open_store
+from .filters import filter_from, parse_when
 from .record import (
     GENESIS_HASH,
     AcceleratorSummary,
     AuditRecord,
     StoredRecord,
-    Violation,
     canonical_json,
 )
 from .store import (
@@ -33,7 +34,6 @@ from .store import (
     AuditStore,
     Order,
     StoreCounters,
-    open_store,
 )
 from .verify import ChainVerifier, VerifyResult, verify_chain, verify_records, verify_store
 
@@ -62,12 +62,13 @@ __all__ = [
     "StoreCounters",
     "StoredRecord",
     "VerifyResult",
-    "Violation",
     "canonical_json",
     "compute_stats",
+    "filter_from",
     "format_stats",
     "iter_render",
     "open_store",
+    "parse_when",
     "record_to_json",
     "render",
     "verify_chain",

@@ -35,8 +35,10 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
+from webhook.violations import Violation
+
 from .errors import AuditBufferFull, AuditStoreError, AuditUnavailable
-from .record import AuditRecord, StoredRecord, Violation
+from .record import AuditRecord, StoredRecord
 from .store import AuditStore
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -28,29 +27,16 @@ from pydantic import (
     model_validator,
 )
 
+from webhook.violations import CleanStr, Violation, clean_text
+
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first row of a chain."""
 
 Kind = Literal["admission", "token"]
-Enforcement = Literal["deny", "warn", "dryrun"]
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
-def _clean_text(value: str) -> str:
-    # PostgreSQL text cannot hold NUL and UTF-8 cannot encode lone surrogates (json.loads happily
-    # produces both from "\u0000" / "\ud800"). A row the database refuses would be lost, or would
-    # wedge the retry buffer, so such characters are replaced before the record is hashed.
-    if "\x00" in value:
-        value = value.replace("\x00", "\ufffd")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    return value
-
-
-CleanStr = Annotated[str, AfterValidator(_clean_text)]
 HexHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -94,7 +80,7 @@ def normalise_json(value: Any, depth: int = 0) -> Any:
     replaced by a string instead. Idempotent.
     """
     if isinstance(value, str):
-        return _clean_text(value)
+        return clean_text(value)
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -106,10 +92,10 @@ def normalise_json(value: Any, depth: int = 0) -> Any:
     if isinstance(value, Mapping | list | tuple) and depth >= MAX_JSON_DEPTH:
         return JSON_TOO_DEEP
     if isinstance(value, Mapping):
-        return {_clean_text(str(k)): normalise_json(v, depth + 1) for k, v in value.items()}
+        return {clean_text(str(k)): normalise_json(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [normalise_json(v, depth + 1) for v in value]
-    return _clean_text(str(value))  # not a JSON type at all: keep what it says
+    return clean_text(str(value))  # not a JSON type at all: keep what it says
 
 
 def canonical_json(value: Any) -> str:
@@ -121,17 +107,6 @@ def canonical_json(value: Any) -> str:
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     )
-
-
-class Violation(BaseModel):
-    """One policy violation, as returned by OPA (CONTRACT.md "Decision")."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    rule: CleanStr
-    message: CleanStr = ""
-    enforcement: Enforcement = "deny"
-    field: CleanStr = ""
 
 
 class AcceleratorSummary(BaseModel):

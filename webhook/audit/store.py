@@ -8,10 +8,9 @@ several processes writing.
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -23,10 +22,8 @@ Order = Literal["desc", "asc"]
 
 MAX_PAGE = 1000
 
+
 # A libpq "key=value" connection string starts with one of these (a file name hardly does).
-_LIBPQ_KEYWORDS = re.compile(r"^\s*(host|hostaddr|port|dbname|user|password|service|options)\s*=")
-
-
 class AuditFilter(BaseModel):
     """Filters of ``query``; unset fields do not filter. ``since`` is inclusive, ``until`` not."""
 
@@ -151,75 +148,3 @@ def make_page(records: list[StoredRecord], limit: int, order: Order) -> AuditPag
         records = records[:limit]
         return AuditPage(records=records, next_cursor=encode_cursor(order, records[-1].seq))
     return AuditPage(records=records)
-
-
-async def open_store(db: str, *, create: bool = True, lazy: bool = False) -> AuditStore:
-    """Open (and migrate) the store that ``db`` names.
-
-    - ``postgresql://...`` / ``postgres://...``, or a libpq ``key=value`` string
-      (``host=... dbname=...``): PostgreSQL.
-    - ``sqlite:///relative.db``, ``sqlite:////absolute.db`` (SQLAlchemy's convention) or a plain
-      path: SQLite. With ``create=False`` a missing file is an error instead of a new, empty
-      audit trail (what read-only CLI commands want).
-
-    ``lazy`` (PostgreSQL only): do not fail when the server is down at open time; the schema is
-    then checked before the first write. A webhook in non-required mode wants this so that it can
-    start, and buffer, while the database is unreachable.
-    """
-    if db.startswith(("postgresql://", "postgres://")) or _LIBPQ_KEYWORDS.match(db):
-        from .postgres import PostgresStore
-
-        return await PostgresStore.open(db, lazy=lazy)
-
-    from .sqlite import SQLiteStore
-
-    if db.startswith("sqlite:") and not db.startswith("sqlite:///"):
-        raise ValueError(f"expected sqlite:///relative.db or sqlite:////absolute.db, got {db!r}")
-    path = db.removeprefix("sqlite:///")
-    return await SQLiteStore.open(path, create=create)
-
-
-_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-ERR_TIME = "{value!r} is neither a duration (30m, 12h, 7d) nor an ISO 8601 time"
-
-
-def parse_when(value: str | None, now: datetime | None = None) -> datetime | None:
-    """`7d` means seven days ago; anything else must be an ISO 8601 time (UTC if naive)."""
-    if value is None:
-        return None
-    match = _RELATIVE.fullmatch(value)
-    if match:
-        amount, unit = match.groups()
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: int(amount)})
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(ERR_TIME.format(value=value)) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def filter_from(params: Mapping[str, str | None]) -> AuditFilter:
-    """The filters of `kube-intent audit` and `GET /audit/decisions`, from their text form.
-
-    Keys: decision (allowed|denied), since, until, namespace, agent, user, rule, kind.
-    Raises ValueError, with a message for a person, on a value it cannot read.
-    """
-    decision = params.get("decision")
-    if decision not in (None, "allowed", "denied"):
-        raise ValueError("decision must be allowed or denied")
-    kind = params.get("kind")
-    if kind not in (None, "admission", "token"):
-        raise ValueError("kind must be admission or token")
-    return AuditFilter.model_validate(
-        {
-            "allowed": None if decision is None else decision == "allowed",
-            "since": parse_when(params.get("since")),
-            "until": parse_when(params.get("until")),
-            "namespace": params.get("namespace"),
-            "agent": params.get("agent"),
-            "user": params.get("user"),
-            "rule": params.get("rule"),
-            "kind": kind,
-        }
-    )

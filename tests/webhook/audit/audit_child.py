@@ -15,7 +15,8 @@ import asyncio
 import itertools
 import time
 
-from webhook.audit import AcceleratorSummary, AuditRecord, Violation, open_store
+from webhook.audit import AcceleratorSummary, AuditRecord, open_store
+from webhook.violations import Violation
 
 # A realistically sized policy input (a pod spec), so that transactions carry some weight.
 _POD = {

@@ -22,8 +22,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from webhook.audit import AcceleratorSummary, AuditRecord, Violation
+from webhook.audit import AcceleratorSummary, AuditRecord
 from webhook.audit.record import JSON_TOO_DEEP, MAX_JSON_DEPTH
+from webhook.violations import Violation
 
 ROOT = Path(__file__).resolve().parents[3]
 CHILD_SCRIPT = Path(__file__).with_name("audit_child.py")

@@ -18,9 +18,9 @@ import pytest
 from tests.conftest import REPO, AppClient, example_pod, review
 from tests.webhook.test_webhook import post
 from webhook.audit import AuditLog, open_store
-from webhook.audit.recorder import AuditRecorder
 from webhook.metrics import Metrics
 from webhook.opa_process import find_opa
+from webhook.recorder import AuditRecorder
 from webhook.settings import BUNDLED_POLICIES
 
 SEQUENCE = [

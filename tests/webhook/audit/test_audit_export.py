@@ -16,13 +16,13 @@ from webhook.audit import (
     AuditRecord,
     AuditStore,
     StoredRecord,
-    Violation,
     compute_stats,
     format_stats,
     record_to_json,
     render,
 )
 from webhook.audit.export import CSV_COLUMNS, rules_summary
+from webhook.violations import Violation
 
 
 def chained(records: list[AuditRecord]) -> list[StoredRecord]:

@@ -9,16 +9,16 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from identity.intent import ParsedIntent
 from tests.conftest import AppClient, example_pod, review
 from tests.webhook.audit.audit_testlib import HOSTILE_JSON, PgCluster
 from tests.webhook.audit.test_audit_outage import stopped
 from tests.webhook.test_webhook import post, response_of
 from webhook.audit import GENESIS_HASH, AuditLog, StoredRecord, open_store, verify_store
-from webhook.audit.recorder import AuditRecorder, admission_record
 from webhook.decision import RequestInfo, Verdict
-from webhook.intent import ParsedIntent
 from webhook.metrics import Metrics
 from webhook.policy import OpaPolicyEngine
+from webhook.recorder import AuditRecorder, admission_record
 
 
 @pytest_asyncio.fixture

@@ -13,11 +13,11 @@ import pytest_asyncio
 from identity.registry import AgentRegistry
 from webhook.app import create_app
 from webhook.audit import AuditLog, StoredRecord, open_store
-from webhook.audit.recorder import AuditRecorder
 from webhook.audit.store import AuditFilter, encode_cursor
 from webhook.detect import AcceleratorDetector
 from webhook.metrics import Metrics
 from webhook.policy import OpaPolicyEngine
+from webhook.recorder import AuditRecorder
 from webhook.settings import Settings
 
 

@@ -3,7 +3,7 @@
 The reference intent check re-reads the schema's rules from scratch (JSON Schema semantics as
 ECMA-262 and JSON define them, full-match patterns, integers that are integers), so a webhook
 that admits an intent the schema does not allow is caught even if both share a bug in
-webhook/intent.py.
+identity/intent.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-import webhook
+import identity
 from tests.conftest import REPO
 from webhook.admission import MAX_MESSAGE
 
@@ -38,7 +38,8 @@ EXCEPTION_NAMES = [
 ]
 INTERNAL_MARKERS = ["Traceback", "site-packages", '.py"', ".py:", str(REPO), "127.0.0.1"]
 
-_SCHEMA = json.loads((Path(webhook.__file__).parent / "intent.schema.json").read_text())
+# The published schema file itself, not the module that validates with it.
+_SCHEMA = json.loads((Path(identity.__file__).parent / "intent.schema.json").read_text())
 _DURATION = re.compile(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?\Z", re.ASCII)
 _PATTERNS = {
     key: re.compile(_SCHEMA["properties"][key]["items"]["pattern"].rstrip("$") + r"\Z", re.ASCII)
@@ -81,7 +82,7 @@ def _reference_list(key: str, value: object) -> bool:
 
 
 def reference_intent_valid(raw: object) -> bool:
-    """Would a strict reading of webhook/intent.schema.json accept this annotation?"""
+    """Would a strict reading of identity/intent.schema.json accept this annotation?"""
     if not isinstance(raw, str):
         return False
     try:

@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 from hypothesis import strategies as st
 
+from identity.intent import INTENT_ANNOTATION
 from tests.conftest import EXAMPLES, load_yaml, review
-from webhook.intent import INTENT_ANNOTATION
 
 Pod = dict[str, Any]
 Body = dict[str, Any]

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from identity.intent import INTENT_ANNOTATION
 from tests.webhook.fuzz import oracle
 from tests.webhook.fuzz.conftest import Target
 from tests.webhook.fuzz.strategies import (
@@ -33,7 +34,6 @@ from tests.webhook.fuzz.strategies import (
     intent_reviews,
 )
 from webhook.admission import MAX_WARNINGS
-from webhook.intent import INTENT_ANNOTATION
 from webhook.policy import DECISION_PACKAGE, DECISION_RULE
 
 EXAMPLES_ENV = "KUBE_INTENT_FUZZ_EXAMPLES"

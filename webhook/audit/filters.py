@@ -1,0 +1,55 @@
+"""Audit filters in their text form (`kube-intent audit` flags, `GET /audit/decisions` query
+parameters) turned into an AuditFilter."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+from .store import AuditFilter
+
+_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+ERR_TIME = "{value!r} is neither a duration (30m, 12h, 7d) nor an ISO 8601 time"
+
+
+def parse_when(value: str | None, now: datetime | None = None) -> datetime | None:
+    """`7d` means seven days ago; anything else must be an ISO 8601 time (UTC if naive)."""
+    if value is None:
+        return None
+    match = _RELATIVE.fullmatch(value)
+    if match:
+        amount, unit = match.groups()
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(ERR_TIME.format(value=value)) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def filter_from(params: Mapping[str, str | None]) -> AuditFilter:
+    """The filters of `kube-intent audit` and `GET /audit/decisions`, from their text form.
+
+    Keys: decision (allowed|denied), since, until, namespace, agent, user, rule, kind.
+    Raises ValueError, with a message for a person, on a value it cannot read.
+    """
+    decision = params.get("decision")
+    if decision not in (None, "allowed", "denied"):
+        raise ValueError("decision must be allowed or denied")
+    kind = params.get("kind")
+    if kind not in (None, "admission", "token"):
+        raise ValueError("kind must be admission or token")
+    return AuditFilter.model_validate(
+        {
+            "allowed": None if decision is None else decision == "allowed",
+            "since": parse_when(params.get("since")),
+            "until": parse_when(params.get("until")),
+            "namespace": params.get("namespace"),
+            "agent": params.get("agent"),
+            "user": params.get("user"),
+            "rule": params.get("rule"),
+            "kind": kind,
+        }
+    )
