@@ -359,6 +359,7 @@ def opa_inputs(mutate: list[bytes], validate: list[bytes]) -> list[bytes]:
         registry=lambda: registry,
         policy=engine,  # type: ignore[arg-type]
         trust_domain="cluster.local",
+        memo=False,  # both inputs, as a webhook without the decision memo would send them
     )
 
     async def one(body: bytes) -> bytes:

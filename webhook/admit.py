@@ -69,10 +69,15 @@ def was_governed(req: AdmissionRequest) -> bool:
 
 
 async def decide(
-    services: Services, info: RequestInfo, pod: dict[str, Any], workload: Workload
+    services: Services,
+    info: RequestInfo,
+    pod: dict[str, Any],
+    workload: Workload,
+    *,
+    reuse: bool = False,
 ) -> Verdict:
     started = time.perf_counter()
-    verdict = await services.decider.decide(info, pod, workload)
+    verdict = await services.decider.decide(info, pod, workload, reuse=reuse)
     if verdict.policy_input is not None and not verdict.policy_reused:  # OPA was asked
         services.metrics.opa_latency.observe(time.perf_counter() - started)
         if verdict.decision is None:
@@ -126,7 +131,9 @@ async def admit(
         try:
             if failure is not None:
                 raise failure
-            verdict = await _evaluate(req, info, pod, services, checks)
+            # /validate may reuse the decision /mutate got for the same input (decision_memo).
+            reuse = webhook == "validate"
+            verdict = await _evaluate(req, info, pod, services, checks, reuse=reuse)
         except Exception as exc:
             # A bug met on some input, anywhere on the decision path: the pod may be a GPU pod,
             # so it is denied, and audited, counted and reported like every other denial.
@@ -158,6 +165,8 @@ async def _evaluate(
     pod: dict[str, Any],
     services: Services,
     checks: Checks | None,
+    *,
+    reuse: bool = False,
 ) -> Verdict | None:
     """The verdict for a pod CREATE or UPDATE; None when the pod is none of our business."""
     decider = services.decider
@@ -183,7 +192,7 @@ async def _evaluate(
             # accelerator class): no policy to ask, but the governed fields stay pinned.
             verdict = Verdict(allowed=True, workload=workload, intent=ParsedIntent(False))
         else:
-            verdict = await decide(services, info, pod, workload)
+            verdict = await decide(services, info, pod, workload, reuse=reuse)
 
     if checks is not None:
         extra = checks(req, verdict)

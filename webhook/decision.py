@@ -16,6 +16,7 @@ from webhook.admission import metadata_map
 from webhook.decision_memo import DecisionMemo, input_digest
 from webhook.detect import AcceleratorDetector, ClaimResolver, DetectError, Workload
 from webhook.policy import PolicyDecision, PolicyEngine, PolicyInputRejected, PolicyUnavailable
+from webhook.policy_view import policy_pod
 from webhook.violations import Enforcement, Violation
 
 RULE_DETECT = "pod-resources"
@@ -99,6 +100,7 @@ class Decider:
         enforcement: Enforcement | None = None,
         fail_open: bool = False,
         memo: DecisionMemo | bool = True,
+        lean_input: bool = False,
     ) -> None:
         self.detector = detector
         self.registry = registry
@@ -109,6 +111,9 @@ class Decider:
         # Pod CREATEs: /validate reuses /mutate's decision for the same input (one OPA query
         # per pod). False: ask OPA every time.
         self.memo = DecisionMemo() if memo is True else (memo or None)
+        # Send OPA only the pod fields the bundled policies read (webhook/policy_view.py):
+        # only when no other Rego is loaded. The verdict (and the audit row) keeps the whole pod.
+        self.lean_input = lean_input
 
     def detect(
         self, pod: Mapping[str, Any], namespace: str, resolver: ClaimResolver | None = None
@@ -121,8 +126,14 @@ class Decider:
         request: RequestInfo,
         pod: Mapping[str, Any],
         workload: Workload,
+        *,
+        reuse: bool = False,
     ) -> Verdict:
-        """Full decision for a GPU pod (callers short-circuit non-GPU pods before this)."""
+        """Full decision for a GPU pod (callers short-circuit non-GPU pods before this).
+
+        Every allowed CREATE decision is remembered; with `reuse` (/validate) one remembered
+        for the same input is taken instead of asking OPA again (webhook/decision_memo.py).
+        """
         raw_intent = metadata_map(pod, "annotations").get(INTENT_ANNOTATION)
         intent = parse_intent(
             raw_intent if isinstance(raw_intent, str) or raw_intent is None else str(raw_intent)
@@ -146,13 +157,11 @@ class Decider:
             "intent": intent.to_input(),
         }
         memo = self.memo if request.operation == "CREATE" else None
-        revision = self.policy.revision
+        revision = self.policy.revision if memo is not None else ""
         key = input_digest(verdict.policy_input, revision) if memo is not None else None
-        found = memo.get(key) if memo is not None else None
+        found = memo.get(key) if memo is not None and reuse else None
         try:
-            answer = (
-                found if found is not None else await self.policy.evaluate(verdict.policy_input)
-            )
+            answer = found if found is not None else await self.policy.evaluate(self._sent(verdict))
         except PolicyInputRejected as exc:
             # A bad pod, not an engine outage: denied whatever the fail-open setting says.
             verdict.violations = [Violation(rule=RULE_POLICY_INPUT, message=str(exc))]
@@ -175,10 +184,21 @@ class Decider:
         verdict.allowed = decision.allowed and not verdict.denials
         # Kept only for an allowed pod (a denied one never reaches /validate), and only when no
         # other policy set was loaded meanwhile (the key names the revision read before).
-        unchanged = self.policy.revision == revision
-        if memo is not None and found is None and verdict.allowed and unchanged:
+        if (
+            memo is not None
+            and found is None
+            and verdict.allowed
+            and self.policy.revision == revision
+        ):
             memo.put(key, answer)
         return verdict
+
+    def _sent(self, verdict: Verdict) -> dict[str, Any]:
+        """What OPA is asked about: the policy input, with the pod cut to the policies' view."""
+        policy_input = verdict.policy_input or {}
+        if not self.lean_input or not isinstance(policy_input.get("pod"), Mapping):
+            return policy_input
+        return {**policy_input, "pod": policy_pod(policy_input["pod"])}
 
     def detect_error_verdict(self, error: DetectError) -> Verdict:
         """Unreadable resources on a pod: deny (we cannot tell it is not a GPU pod)."""
