@@ -143,7 +143,7 @@ def serve(**options: Any) -> None:
     settings = _settings(**options)
     configure(settings.log_level)
     try:
-        run(settings)  # on uvloop when installed
+        run(settings)  # on uvloop
     except (RegistryError, FileNotFoundError, PolicyUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

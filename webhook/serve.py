@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import signal
 import ssl
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+import uvloop
 from kubernetes.client import ApiClient
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
@@ -49,7 +49,6 @@ ERR_AGENTS_AND_CLUSTER = (
 )
 ERR_TLS = "serving TLS needs --dev or both --tls-cert and --tls-key"
 AGENT_SYNC_INTERVAL = 30.0
-UVLOOP = importlib.util.find_spec("uvloop") is not None
 
 
 async def sync_agents(policy: PolicyEngine, agents: Callable[[], AgentRegistry]) -> None:
@@ -60,18 +59,9 @@ async def sync_agents(policy: PolicyEngine, agents: Callable[[], AgentRegistry])
         await asyncio.sleep(AGENT_SYNC_INTERVAL)
 
 
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when it is installed (a dependency), else asyncio's default."""
-    if not UVLOOP:
-        return None
-    import uvloop
-
-    return uvloop.new_event_loop
-
-
 def run(settings: Settings) -> None:
     """`kube-intent serve`: serve() on uvloop (libuv: about half the per-request loop cost)."""
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve(settings))
 
 
@@ -234,10 +224,10 @@ async def serve(settings: Settings) -> None:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
-            # serve() runs on the loop run() made (uvloop when installed); uvicorn reads this
-            # only in its own run(). The HTTP parser ("auto", or client_tls's wrapper of
-            # AutoHTTPProtocol) is httptools when installed, else h11.
-            loop="uvloop" if UVLOOP else "asyncio",
+            # serve() runs on the loop run() made; uvicorn reads this only in its own run().
+            # The HTTP parser ("auto", or client_tls's wrapper of AutoHTTPProtocol) is
+            # httptools, a dependency like uvloop.
+            loop="uvloop",
             **client_tls(settings, client_certificates),
         )
         config.load()
