@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from identity import jsonio
 from identity.grants import GRANT_ANNOTATION
-from identity.intent import INTENT_DIGEST_ANNOTATION, ParsedIntent
+from identity.intent import INTENT_DIGEST_ANNOTATION
 from webhook import admission
 from webhook.admission import AdmissionRequest
 from webhook.audit import AUDIT_UNAVAILABLE_RULE
-from webhook.decision import RequestInfo, Verdict
+from webhook.decision import NO_INTENT, RequestInfo, Verdict
 from webhook.deps import Services
 from webhook.detect import DetectError, Workload
 from webhook.incidents import SEE_LOG, report
@@ -142,9 +142,9 @@ async def admit(
             outcome = "passthrough"
             return admission.allow(req.uid)
         # Policies and checks quote pod values (an image name) in their messages.
-        verdict.violations = bound_violations(verdict.violations)
+        verdict = verdict.with_violations(bound_violations(list(verdict.violations)))
 
-        await _record(webhook, info, services, verdict, started)
+        verdict = await _record(webhook, info, services, verdict, started)
         outcome = "allowed" if verdict.allowed else "denied"
         _event(info, pod, services, verdict)
         try:
@@ -152,7 +152,7 @@ async def admit(
         except Exception as exc:  # building the answer (the patch, a grant) failed
             verdict = _internal_error(webhook, info, services, exc)
             outcome = "denied"
-            await _record(webhook, info, services, verdict, started)
+            verdict = await _record(webhook, info, services, verdict, started)
             _event(info, pod, services, verdict)
             return respond_denial(req, info, verdict)
     finally:
@@ -174,9 +174,7 @@ async def _evaluate(
     # refused for what it is, not by a timeout that reads like an outage.
     excess = pod_limits(pod)
     if excess:
-        verdict = Verdict(allowed=False, workload=None, intent=ParsedIntent(False))
-        verdict.violations = excess
-        return verdict
+        return Verdict.refused(*excess)
     try:
         resolver = (
             await services.claims.resolver_for(info.namespace, pod) if services.claims else None
@@ -190,15 +188,11 @@ async def _evaluate(
         if not workload.gpu:
             # Admitted as a GPU pod, no longer one (a DRA claim re-created without an
             # accelerator class): no policy to ask, but the governed fields stay pinned.
-            verdict = Verdict(allowed=True, workload=workload, intent=ParsedIntent(False))
+            verdict = Verdict(allowed=True, workload=workload, intent=NO_INTENT)
         else:
             verdict = await decide(services, info, pod, workload, reuse=reuse)
 
-    if checks is not None:
-        extra = checks(req, verdict)
-        verdict.violations = [*verdict.violations, *extra]
-        verdict.allowed = verdict.allowed and not any(v.enforcement == "deny" for v in extra)
-    return verdict
+    return verdict if checks is None else verdict.adding(checks(req, verdict))
 
 
 def _internal_error(
@@ -209,26 +203,25 @@ def _internal_error(
         services.metrics.internal_errors.labels(webhook).inc()
     except Exception:  # best effort: metrics never change a verdict
         log.exception("recording metrics failed")
-    violation = Violation(rule=RULE_INTERNAL, message=ERR_INTERNAL_ERROR.format(ref=ref))
-    return Verdict(allowed=False, workload=None, intent=ParsedIntent(False), violations=[violation])
+    return Verdict.refused(
+        Violation(rule=RULE_INTERNAL, message=ERR_INTERNAL_ERROR.format(ref=ref))
+    )
 
 
 async def _record(
     webhook: Webhook, info: RequestInfo, services: Services, verdict: Verdict, started: float
-) -> None:
+) -> Verdict:
+    """The verdict as recorded: an allowed pod is refused when its record cannot be kept."""
     if services.recorder is None or info.dry_run:
-        return
+        return verdict
     latency_ms = (time.perf_counter() - started) * 1000
     try:
         await services.recorder.record(webhook, info, verdict, latency_ms)
     except Exception as exc:  # the recorder buffers; an exception means "required and down"
         log.error("audit record failed", exc_info=exc)
         if verdict.allowed and services.settings.audit_required:
-            verdict.violations = [
-                *verdict.violations,
-                Violation(rule=AUDIT_UNAVAILABLE_RULE, message=ERR_AUDIT_DOWN),
-            ]
-            verdict.allowed = False
+            return verdict.adding([Violation(rule=AUDIT_UNAVAILABLE_RULE, message=ERR_AUDIT_DOWN)])
+    return verdict
 
 
 def _event(info: RequestInfo, pod: dict[str, Any], services: Services, verdict: Verdict) -> None:
@@ -255,13 +248,17 @@ def _observe(
 ) -> None:
     elapsed = time.perf_counter() - started
     try:
-        metrics = services.metrics
-        metrics.requests.labels(webhook, info.operation, outcome).inc()
-        metrics.latency.labels(webhook).observe(elapsed)
+        services.metrics.observe_admission(
+            webhook,
+            info.operation,
+            outcome,
+            elapsed,
+            verdict.violations if verdict is not None else (),
+            namespace=info.namespace,
+            identity=verdict.identity if verdict is not None else None,
+        )
         if verdict is None:
             return
-        for violation in verdict.violations:
-            metrics.violations.labels(webhook, violation.rule, violation.enforcement).inc()
         identity = verdict.identity
         log_decision(
             {
@@ -280,7 +277,7 @@ def _observe(
                 "violations": [
                     {"rule": v.rule, "enforcement": v.enforcement} for v in verdict.violations
                 ],
-                "policyRevision": services.policy.revision,
+                "policyRevision": services.decider.policy.revision,
                 "latencyMs": round(elapsed * 1000, 3),
             }
         )

@@ -5,8 +5,8 @@ detect accelerators -> parse intent -> bind identity -> evaluate policy -> verdi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from identity.binding import IdentityBinding, bind
@@ -57,18 +57,47 @@ class RequestInfo:
         }
 
 
-@dataclass(slots=True)
+NO_INTENT = ParsedIntent(present=False)
+
+
+def _denies(violations: Iterable[Violation]) -> bool:
+    return any(v.enforcement == "deny" for v in violations)
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
+    """What a step of the decision path concluded. Immutable: a later step (the webhook's own
+    checks, the audit outcome) returns a new verdict, so no step changes another's result."""
+
     allowed: bool
     workload: Workload | None
     intent: ParsedIntent
     identity: IdentityBinding | None = None
     decision: PolicyDecision | None = None
-    violations: list[Violation] = field(default_factory=list)
+    violations: tuple[Violation, ...] = ()
     policy_input: dict[str, Any] | None = None
     fail_open: bool = False
     # The decision was the one OPA gave for the same input moments ago (decision_memo).
     policy_reused: bool = False
+    # The enforcement override (dryrun/warn rollout) let a refusal through: the pod is
+    # admitted and recorded as a would-be denial, and is minted no grant (nothing approved it).
+    overridden: bool = False
+
+    @classmethod
+    def refused(cls, *violations: Violation, workload: Workload | None = None) -> Verdict:
+        """A refusal reached before any intent or identity was read."""
+        return cls(allowed=False, workload=workload, intent=NO_INTENT, violations=violations)
+
+    def adding(self, extra: Iterable[Violation]) -> Verdict:
+        """This verdict with more violations; any `deny` among them refuses the pod."""
+        extra = tuple(extra)
+        if not extra:
+            return self
+        allowed = self.allowed and not _denies(extra)
+        return replace(self, violations=(*self.violations, *extra), allowed=allowed)
+
+    def with_violations(self, violations: Iterable[Violation]) -> Verdict:
+        return replace(self, violations=tuple(violations))
 
     @property
     def gpu(self) -> bool:
@@ -139,49 +168,43 @@ class Decider:
             raw_intent if isinstance(raw_intent, str) or raw_intent is None else str(raw_intent)
         )
         identity = bind(pod, request.namespace, self.registry(), self.trust_domain)
-        verdict = Verdict(allowed=False, workload=workload, intent=intent, identity=identity)
+        base = Verdict(allowed=False, workload=workload, intent=intent, identity=identity)
 
         if intent.problems:
             # Policies see only schema-valid intents; report every schema problem at once.
-            verdict.violations = [
+            problems = [
                 Violation(rule=RULE_INTENT_SCHEMA, field=p.path, message=f"{p.path}: {p.message}")
                 for p in intent.problems
             ]
-            return verdict
+            return self._enforced(base, problems)
 
-        verdict.policy_input = {
+        policy_input = {
             "request": request.to_input(),
             "pod": pod,
             "workload": workload.to_input(),
             "identity": identity.to_input(),
             "intent": intent.to_input(),
         }
+        base = replace(base, policy_input=policy_input)
         memo = self.memo if request.operation == "CREATE" else None
         revision = self.policy.revision if memo is not None else ""
-        key = input_digest(verdict.policy_input, revision) if memo is not None else None
+        key = input_digest(policy_input, revision) if memo is not None else None
         found = memo.get(key) if memo is not None and reuse else None
         try:
-            answer = found if found is not None else await self.policy.evaluate(self._sent(verdict))
+            answer = found if found is not None else await self.policy.evaluate(self._sent(base))
         except PolicyInputRejected as exc:
-            # A bad pod, not an engine outage: denied whatever the fail-open setting says.
-            verdict.violations = [Violation(rule=RULE_POLICY_INPUT, message=str(exc))]
-            return verdict
+            # A bad pod, not an engine outage: refused whatever the fail-open setting says.
+            return self._enforced(base, [Violation(rule=RULE_POLICY_INPUT, message=str(exc))])
         except PolicyUnavailable as exc:
-            verdict.violations = [Violation(rule=RULE_POLICY_ENGINE, message=str(exc))]
-            if self.fail_open:
-                message = FAIL_OPEN_WARNING.format(error=exc)
-                verdict.violations = [
-                    Violation(rule=RULE_POLICY_ENGINE, message=message, enforcement="warn")
-                ]
-                verdict.allowed = verdict.fail_open = True
-            return verdict
+            # No policy decided, so there is nothing for a rollout override to relax.
+            if not self.fail_open:
+                return base.adding([Violation(rule=RULE_POLICY_ENGINE, message=str(exc))])
+            message = FAIL_OPEN_WARNING.format(error=exc)
+            warning = Violation(rule=RULE_POLICY_ENGINE, message=message, enforcement="warn")
+            return replace(base, allowed=True, fail_open=True, violations=(warning,))
 
-        verdict.policy_reused = found is not None
-        decision = answer.with_enforcement(self.enforcement)
-        verdict.decision = decision
-        verdict.violations = decision.violations
-        # Never trust `allowed` alone: a deny violation denies whatever the policy computed.
-        verdict.allowed = decision.allowed and not verdict.denials
+        decided = replace(base, decision=answer, policy_reused=found is not None)
+        verdict = self._enforced(decided, answer.violations, allowed=answer.allowed)
         # Kept only for an allowed pod (a denied one never reaches /validate), and only when no
         # other policy set was loaded meanwhile (the key names the revision read before).
         if (
@@ -193,6 +216,28 @@ class Decider:
             memo.put(key, answer)
         return verdict
 
+    def _enforced(
+        self, verdict: Verdict, violations: Iterable[Violation], *, allowed: bool = False
+    ) -> Verdict:
+        """The policy's answer (`allowed`, `violations`) under the enforcement override.
+
+        Without one, a `deny` violation refuses whatever the policy computed. With `dryrun` or
+        `warn` (a staged rollout) every violation is kept with that enforcement and none refuses
+        the pod: the refusal is recorded as a would-be denial, and the verdict is `overridden`.
+        A refusal that names no violation stays a refusal: there is nothing to show or override.
+        """
+        found = tuple(violations)
+        refused = not allowed or _denies(found)
+        if self.enforcement is not None:
+            found = tuple(
+                v
+                if v.enforcement == self.enforcement
+                else v.model_copy(update={"enforcement": self.enforcement})
+                for v in found
+            )
+        admitted = not _denies(found) and (not refused or bool(found))
+        return replace(verdict, allowed=admitted, violations=found, overridden=refused and admitted)
+
     def _sent(self, verdict: Verdict) -> dict[str, Any]:
         """What OPA is asked about: the policy input, with the pod cut to the policies' view."""
         policy_input = verdict.policy_input or {}
@@ -202,9 +247,4 @@ class Decider:
 
     def detect_error_verdict(self, error: DetectError) -> Verdict:
         """Unreadable resources on a pod: deny (we cannot tell it is not a GPU pod)."""
-        return Verdict(
-            allowed=False,
-            workload=None,
-            intent=ParsedIntent(present=False),
-            violations=[Violation(rule=RULE_DETECT, message=str(error))],
-        )
+        return Verdict.refused(Violation(rule=RULE_DETECT, message=str(error)))

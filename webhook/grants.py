@@ -43,10 +43,11 @@ ERR_GRANT_SCOPE = (
 def entitlement(verdict: Verdict) -> Entitlement | None:
     """A grant is due for an allowed pod with a policy decision, a valid intent and an agent.
 
-    Fail-open admissions (no decision) get none: nothing approved any scope.
+    Fail-open admissions (no decision) and would-be denials admitted by a dryrun/warn rollout
+    (overridden) get none: nothing approved any scope.
     """
     decision, identity, intent = verdict.decision, verdict.identity, verdict.intent
-    if not verdict.allowed or verdict.fail_open or decision is None:
+    if not verdict.allowed or verdict.fail_open or verdict.overridden or decision is None:
         return None
     if identity is None or identity.agent is None or not intent.valid:
         return None

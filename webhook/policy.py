@@ -28,7 +28,7 @@ from webhook.policy_source import (
     PolicySet,
     PolicySource,
 )
-from webhook.violations import Enforcement, Violation
+from webhook.violations import Violation
 
 log = logging.getLogger("kube_intent.policy")
 
@@ -79,18 +79,6 @@ class PolicyDecision(BaseModel):
     violations: list[Violation] = Field(default_factory=list)
     scopes: list[str] = Field(default_factory=list)
     grant_ttl_seconds: int = 0
-
-    def with_enforcement(self, override: Enforcement | None) -> PolicyDecision:
-        """Apply the global enforcement override (staged rollout of a whole policy set)."""
-        if override is None:
-            return self
-        violations = [v.model_copy(update={"enforcement": override}) for v in self.violations]
-        return self.model_copy(
-            update={
-                "violations": violations,
-                "allowed": all(v.enforcement != "deny" for v in violations),
-            }
-        )
 
 
 class PolicyEngine(Protocol):

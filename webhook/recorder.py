@@ -57,7 +57,9 @@ def admission_record(
         allowed=verdict.allowed,
         violations=list(verdict.violations),
         policy_revision=policy_revision,
-        grant_jti=grant_jti(annotations),
+        # A would-be denial (admitted by a dryrun/warn rollout) never makes a carried grant
+        # redeemable: /token needs a row naming the grant's jti.
+        grant_jti=None if verdict.overridden else grant_jti(annotations),
         latency_ms=round(latency_ms, 3),
         input=verdict.policy_input,
         message=""
@@ -78,6 +80,7 @@ class AuditRecorder:
         metrics.audit_queue_depth.set_function(lambda: counters().queue_depth)
         self._metrics = metrics
         self._failures_seen = 0
+        self._dropped_seen = 0
 
     async def record(
         self, webhook: str, request: RequestInfo, verdict: Verdict, latency_ms: float
@@ -88,9 +91,10 @@ class AuditRecorder:
         try:
             await self.log.record(record)
         finally:
-            failures = self.log.counters().write_failures
-            self._metrics.audit_write_failures.inc(failures - self._failures_seen)
-            self._failures_seen = failures
+            counters = self.log.counters()
+            self._metrics.audit_write_failures.inc(counters.write_failures - self._failures_seen)
+            self._metrics.audit_records_dropped.inc(counters.dropped - self._dropped_seen)
+            self._failures_seen, self._dropped_seen = counters.write_failures, counters.dropped
 
 
 class TokenAuditor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import uuid
@@ -156,17 +157,19 @@ def test_grant_lifetime_is_the_shorter_of_intent_and_policy(
     assert claims["exp"] - claims["iat"] == lifetime
 
 
-def _deny(v: Verdict) -> None:
-    v.allowed = False
-
-
-def _no_agent(v: Verdict) -> None:
+def _no_agent(v: Verdict) -> Verdict:
     assert v.identity is not None
-    v.identity = type(v.identity)(None, "ml-serving", "support-bot", "spiffe://x", None, ())
+    identity = type(v.identity)(None, "ml-serving", "support-bot", "spiffe://x", None, ())
+    return dataclasses.replace(v, identity=identity)
 
 
-def _bad_intent(v: Verdict) -> None:
-    v.intent = parse_intent("ttl: [")
+def _bad_intent(v: Verdict) -> Verdict:
+    return dataclasses.replace(v, intent=parse_intent("ttl: ["))
+
+
+def _overridden(v: Verdict) -> Verdict:
+    # A would-be denial admitted by a dryrun/warn rollout: nothing approved a scope.
+    return dataclasses.replace(v, overridden=True)
 
 
 @pytest.mark.parametrize(
@@ -177,18 +180,19 @@ def _bad_intent(v: Verdict) -> None:
         pytest.param({"grant_ttl": 0}, None, id="policy-grants-no-time"),
         pytest.param({}, _no_agent, id="no-agent"),
         pytest.param({}, _bad_intent, id="invalid-intent"),
+        pytest.param({}, _overridden, id="would-be-denial-of-a-dryrun-rollout"),
     ],
 )
 def test_no_grant_and_no_patch_when_nothing_was_approved(
     issuer: GrantIssuer,
     registry: AgentRegistry,
     verdict_options: dict[str, Any],
-    change: Callable[[Verdict], None] | None,
+    change: Callable[[Verdict], Verdict] | None,
 ) -> None:
     pod = admission_pod()
     verdict = verdict_for(pod, registry, **verdict_options)
     if change is not None:
-        change(verdict)
+        verdict = change(verdict)
     assert VerdictGrants(issuer).patch(pod, REQUEST, verdict) == []
 
 
@@ -474,7 +478,9 @@ REFUSALS: list[Any] = [
         "claims",
         id="claim-of-wrong-type",
     ),
-    pytest.param(lambda t, k, o: t[:-4], {}, "malformed", id="truncated-signature"),
+    # 86 base64url characters less 5 is no base64 at all; less 4 would still decode, and with
+    # some signatures to bytes that merely fail the signature check.
+    pytest.param(lambda t, k, o: t[:-5], {}, "malformed", id="truncated-signature"),
     pytest.param(
         lambda t, k, o: t[:-30] + ("A" if t[-30] != "A" else "B") + t[-29:],
         {},

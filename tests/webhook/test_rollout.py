@@ -1,0 +1,89 @@
+"""A staged rollout (`--enforcement dryrun|warn`) refuses no pod and records every would-be denial.
+
+Each denied example is one the bundled policies or the intent schema refuse. Under the override
+the pod is admitted through /mutate and /validate (as the API server calls them), the audit row
+keeps every violation with the override's enforcement, and no grant is minted or made
+redeemable: a would-be denial was approved by nobody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from identity.grants import GRANT_ANNOTATION, GrantIssuer
+from identity.keys import KeySet, generate_keys
+from tests.conftest import EXAMPLES, AppClient, example_pod, review
+from tests.identity.support import apply_patch
+from tests.webhook.test_webhook import patch_of, post, response_of
+from webhook.audit import AuditLog, open_store
+from webhook.grants import VerdictGrants
+from webhook.metrics import Metrics
+from webhook.recorder import AuditRecorder
+
+ISSUER = "https://kube-intent.kube-intent.svc"
+DENIED = sorted(p.stem for p in (EXAMPLES / "pods").glob("denied-*.yaml"))
+POD_UID = "6f1c2a7e-0d4b-4c55-9a43-2b8e7d1f0a11"
+
+
+@pytest_asyncio.fixture
+async def audit_log(tmp_path: Path) -> AsyncIterator[AuditLog]:
+    log = AuditLog(await open_store(str(tmp_path / "audit.db")), required=True)
+    yield log
+    await log.close()
+
+
+@pytest.mark.parametrize("enforcement", ["dryrun", "warn"])
+@pytest.mark.parametrize("example", DENIED)
+async def test_a_rollout_admits_records_and_grants_nothing(
+    make_client: AppClient, audit_log: AuditLog, tmp_path: Path, example: str, enforcement: str
+) -> None:
+    generate_keys(tmp_path / "keys")
+    keyset = KeySet.load(tmp_path / "keys")
+    grants = VerdictGrants(GrantIssuer(lambda: keyset, ISSUER, policy_revision=lambda: "rev"))
+    recorder = AuditRecorder(audit_log, Metrics(), lambda: "rev")
+    rule = example.removeprefix("denied-")
+    pod = example_pod(example)
+    async with make_client(
+        enforcement=enforcement,
+        grants=grants,
+        keys=lambda: keyset,
+        issuer=ISSUER,
+        recorder=recorder,
+    ) as client:
+        mutated = response_of(await post(client, "/mutate", review(pod)))
+        assert mutated["allowed"] is True, mutated
+        final = apply_patch(pod, patch_of(mutated)) if "patch" in mutated else pod
+        assert GRANT_ANNOTATION not in final["metadata"].get("annotations", {})
+        final["metadata"]["uid"] = POD_UID  # assigned by the API server before validation
+        validated = response_of(await post(client, "/validate", review(final)))
+    assert validated["allowed"] is True, validated
+    shown = validated.get("warnings") or []
+    if enforcement == "warn":
+        assert any(f"[{rule}]" in w for w in shown), shown
+    else:
+        assert shown == []
+
+    [row] = [r async for r in audit_log.store.iter_all()]
+    assert row.allowed is True
+    assert row.pod_uid == POD_UID
+    assert row.grant_jti is None
+    assert rule in {v.rule for v in row.violations}
+    assert {v.enforcement for v in row.violations} == {enforcement}
+
+
+async def test_a_rollout_does_not_relax_the_webhooks_own_guards(
+    make_client: AppClient, tmp_path: Path
+) -> None:
+    # Grant integrity protects tokens, not policy: a dryrun rollout of the policies leaves it on.
+    generate_keys(tmp_path)
+    keyset = KeySet.load(tmp_path)
+    async with make_client(enforcement="dryrun", keys=lambda: keyset, issuer=ISSUER) as client:
+        pod = example_pod("allowed-vllm-llama")
+        pod["metadata"]["annotations"][GRANT_ANNOTATION] = "forged.grant.value"
+        response = response_of(await post(client, "/validate", review(pod)))
+    assert response["allowed"] is False
+    assert "[grant-integrity]" in response["status"]["message"]
