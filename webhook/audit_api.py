@@ -1,7 +1,14 @@
-"""GET /audit/decisions: the audit trail over HTTP, authorised by the cluster's RBAC.
+"""The audit trail over HTTP, authorised by the cluster's RBAC (routes: webhook/routes/audit.py).
+
+- `GET /audit/decisions`: a page of records; the filters of `kube-intent audit list`, plus
+  `cursor`, `limit` and `order` (`desc`, newest first, or `asc`, chain order: what an export
+  and a client-side `verify` read).
+- `GET /audit/decisions/{id}`: one record.
 
 The kube-rbac-proxy pattern: the caller's bearer token is checked with a TokenReview, then a
-SubjectAccessReview asks whether that user may `get` `decisions.audit.kube-intent.io`.
+SubjectAccessReview asks whether that user may `get` `decisions.audit.kube-intent.io` (the
+chart's `kube-intent-auditor` ClusterRole grants exactly that). `kube-intent audit --server`
+is the client (`webhook/audit_client.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from fastapi.responses import JSONResponse
 from kubernetes import client
 
 from webhook.audit import AuditStore, filter_from
+from webhook.audit.errors import AuditStoreError, CorruptRecord
 from webhook.audit.export import record_to_json
+from webhook.audit.store import Order
 
 log = logging.getLogger("kube_intent.audit.api")
 
@@ -24,10 +33,22 @@ AUDIT_GROUP = "audit.kube-intent.io"
 AUDIT_RESOURCE = "decisions"
 ERR_NO_TOKEN = "a bearer token is required"  # noqa: S105 - a message, not a secret
 ERR_BAD_TOKEN = "the bearer token is not valid"  # noqa: S105
-ERR_FORBIDDEN = 'user "{user}" may not get decisions.audit.kube-intent.io (ask for an RBAC role)'
-ERR_NO_CLUSTER = "the audit API needs a cluster to authorise callers; use `kube-intent audit list`"
+AUDITOR_ROLE = "kube-intent-auditor"
+ERR_FORBIDDEN = (
+    'user "{user}" may not get decisions.audit.kube-intent.io: bind the ClusterRole '
+    f"{AUDITOR_ROLE} (the chart's auditor role) to this user"
+)
+ERR_NO_CLUSTER = (
+    "the audit API needs a cluster to authorise callers (this webhook runs without one); "
+    "read the store directly with `kube-intent audit list --db`"
+)
 ERR_REVIEW = "cannot check the caller's access with the API server; retry shortly"
 ERR_QUERY = "bad query: {detail}"
+ERR_ORDER = "order must be desc (newest first) or asc (chain order)"
+ERR_NOT_FOUND = "no decision with id {record_id}"
+ERR_STORE = "the audit store cannot be read right now; retry shortly"
+DEFAULT_LIMIT = "100"
+ORDERS: tuple[Order, ...] = ("desc", "asc")
 REQUEST_TIMEOUT_SECONDS = 2.0
 
 
@@ -93,10 +114,10 @@ class AccessReviewer:
         return bool(review.status and review.status.allowed)
 
 
-async def list_decisions(
+async def authorise(
     request: Request, store: AuditStore | None, access: AccessReviewer | None
-) -> JSONResponse:
-    """Filters as `kube-intent audit list`; `cursor` and `limit` page through, newest first."""
+) -> JSONResponse | None:
+    """The refusal to send, or None when the caller may read the trail."""
     if store is None or access is None:
         return JSONResponse({"error": ERR_NO_CLUSTER}, status_code=404)
     try:
@@ -109,13 +130,60 @@ async def list_decisions(
         return JSONResponse(
             {"error": decision.message}, status_code=decision.status, headers=headers
         )
+    return None
+
+
+def _order(value: str | None) -> Order:
+    for order in ORDERS:
+        if value in (None, order):
+            return order
+    raise ValueError(ERR_ORDER)
+
+
+async def list_decisions(
+    request: Request, store: AuditStore | None, access: AccessReviewer | None
+) -> JSONResponse:
+    """Filters as `kube-intent audit list`; `cursor`, `limit` and `order` page through."""
+    refused = await authorise(request, store, access)
+    if refused is not None or store is None:
+        return refused or JSONResponse({"error": ERR_NO_CLUSTER}, status_code=404)
     params = dict(request.query_params)
     try:
         page = await store.query(
-            filter_from(params), params.get("cursor"), int(params.get("limit", "100"))
+            filter_from(params),
+            params.get("cursor"),
+            int(params.get("limit", DEFAULT_LIMIT)),
+            order=_order(params.get("order")),
         )
     except ValueError as exc:
         return JSONResponse({"error": ERR_QUERY.format(detail=exc)}, status_code=400)
+    except AuditStoreError as exc:
+        return store_failure(exc)
     return JSONResponse(
         {"items": [record_to_json(r) for r in page.records], "nextCursor": page.next_cursor}
     )
+
+
+def store_failure(exc: AuditStoreError) -> JSONResponse:
+    """A row that does not read back as written is a finding the auditor must see, with its
+    position (a client-side `verify` reports it as a broken chain); anything else is an outage."""
+    if isinstance(exc, CorruptRecord):
+        corrupt = {"seq": exc.seq, "id": exc.record_id, "reason": exc.reason}
+        return JSONResponse({"error": str(exc), "corrupt": corrupt}, status_code=500)
+    log.warning("audit API read failed: %s", exc)
+    return JSONResponse({"error": ERR_STORE}, status_code=503)
+
+
+async def get_decision(
+    request: Request, record_id: int, store: AuditStore | None, access: AccessReviewer | None
+) -> JSONResponse:
+    refused = await authorise(request, store, access)
+    if refused is not None or store is None:
+        return refused or JSONResponse({"error": ERR_NO_CLUSTER}, status_code=404)
+    try:
+        record = await store.get(record_id)
+    except AuditStoreError as exc:
+        return store_failure(exc)
+    if record is None:
+        return JSONResponse({"error": ERR_NOT_FOUND.format(record_id=record_id)}, status_code=404)
+    return JSONResponse(record_to_json(record))

@@ -606,7 +606,7 @@ class ClaimGuard:
             else AcceleratorSummary(),
             allowed=False,
             violations=list(violations),
-            policy_revision=services.policy.revision,
+            policy_revision=services.decider.policy.revision,
             latency_ms=round(latency_ms, 3),
             input={
                 "kind": subject.kind,
@@ -633,11 +633,15 @@ class ClaimGuard:
     ) -> None:
         elapsed = time.perf_counter() - started
         try:
-            metrics = services.metrics
-            metrics.requests.labels(WEBHOOK, req.operation, outcome).inc()
-            metrics.latency.labels(WEBHOOK).observe(elapsed)
-            for violation in violations:
-                metrics.violations.labels(WEBHOOK, violation.rule, violation.enforcement).inc()
+            # A claim has no agent of its own: its denials count under agent "none".
+            services.metrics.observe_admission(
+                WEBHOOK,
+                req.operation,
+                outcome,
+                elapsed,
+                violations,
+                namespace=subject.namespace if subject is not None else req.namespace,
+            )
             if subject is None:
                 return
             # `uid` is the AdmissionReview's: the API server's audit log carries the same id.

@@ -1,8 +1,12 @@
-"""What the routes depend on, built once by the app factory and handed out by FastAPI."""
+"""What the routes depend on: built once by the app factory, handed out by FastAPI.
+
+Each route asks for the few things it uses (`SettingsDep`, `KeysDep`, `AdmissionDep`, ...),
+never for the whole app: the factory (webhook/app.py) is the only place that sees everything.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
@@ -10,6 +14,7 @@ from fastapi import Depends, Request
 
 from identity.exchange import TokenExchange
 from identity.keys import KeySet
+from webhook.admission import AdmissionRequest
 from webhook.audit.store import AuditStore
 from webhook.audit_api import AccessReviewer
 from webhook.client_auth import ClientCertificates
@@ -41,31 +46,83 @@ class EventSink(Protocol):
 
 
 class GrantMinter(Protocol):
-    """Seam for the identity issue: JSONPatch operations that attach a grant to an allowed pod."""
+    """JSONPatch operations that attach a grant to an allowed pod (webhook/grants.py)."""
 
     def patch(
         self, pod: dict[str, Any], request: RequestInfo, verdict: Verdict
     ) -> list[dict[str, Any]]: ...
 
 
-@dataclass(slots=True)
+Keys = Callable[[], KeySet]
+"""The current key set (reloaded from the mounted Secret); called per use, never cached."""
+
+
+@dataclass(frozen=True, slots=True)
 class Services:
+    """What deciding an admission review needs: /mutate, /validate and /validate-claims."""
+
     settings: Settings
     decider: Decider
-    policy: PolicyEngine
     metrics: Metrics
     recorder: DecisionRecorder | None = None
     events: EventSink | None = None
-    audit_store: AuditStore | None = None
-    audit_access: AccessReviewer | None = None
     claims: ClaimLookup | None = None
     grants: GrantMinter | None = None
-    keys: Callable[[], KeySet] | None = None
+    keys: Keys | None = None
+
+
+ReviewHandler = Callable[[AdmissionRequest, Services], Awaitable[dict[str, Any]]]
+"""Decides one parsed AdmissionReview (webhook/mutate.py, validate.py, claim_guard.py)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    """Everything the factory wired, kept on `app.state.kube_intent`; routes read it through
+    the dependencies below, one field each."""
+
+    admission: Services
+    # /validate-claims: the claim guard's review (webhook/claim_guard.py).
+    claim_review: ReviewHandler
     tokens: TokenExchange | None = None
+    audit_store: AuditStore | None = None
+    audit_access: AccessReviewer | None = None
     # Extra readiness conditions (e.g. the first Agent list from the cluster has been applied).
     ready_checks: tuple[Callable[[], bool], ...] = ()
     # Verified TLS client certificates per connection (mTLS from the API server), if enabled.
     client_certificates: ClientCertificates | None = None
+
+
+# async on purpose: FastAPI runs sync dependencies in a thread pool, a hop per request.
+async def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.kube_intent
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+async def get_services(state: StateDep) -> Services:
+    return state.admission
+
+
+async def get_settings(state: StateDep) -> Settings:
+    return state.admission.settings
+
+
+async def get_metrics(state: StateDep) -> Metrics:
+    return state.admission.metrics
+
+
+async def get_policy(state: StateDep) -> PolicyEngine:
+    return state.admission.decider.policy
+
+
+async def get_keys(state: StateDep) -> Keys | None:
+    return state.admission.keys
+
+
+async def get_tokens(state: StateDep) -> TokenExchange | None:
+    return state.tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,21 +134,19 @@ class Caller:
     refused: bool
 
 
-async def get_caller(request: Request) -> Caller:
-    services: Services = request.app.state.services
-    certificates = services.client_certificates
-    required = services.settings.client_ca is not None
+async def get_caller(request: Request, state: StateDep) -> Caller:
+    certificates = state.client_certificates
+    required = state.admission.settings.client_ca is not None
     authenticated = certificates is not None and certificates.authenticated(
         request.scope.get("client")
     )
     return Caller(authenticated=authenticated, refused=required and not authenticated)
 
 
-async def get_services(request: Request) -> Services:
-    # async on purpose: FastAPI runs sync dependencies in a thread pool, a hop per request.
-    services: Services = request.app.state.services
-    return services
-
-
 ServicesDep = Annotated[Services, Depends(get_services)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+PolicyDep = Annotated[PolicyEngine, Depends(get_policy)]
+KeysDep = Annotated[Keys | None, Depends(get_keys)]
+TokensDep = Annotated[TokenExchange | None, Depends(get_tokens)]
 CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -27,7 +27,7 @@ from tests.e2e.cluster import Cluster
 from tests.e2e.conftest import WebhookServer
 from tests.e2e.kube import api_error
 from tests.e2e.pods import ISSUER, create, exchange, pod_token, quantities_as_strings
-from webhook.app import ERR_CLIENT_CERT
+from webhook.routes.admission import ERR_CLIENT_CERT
 
 pytestmark = pytest.mark.e2e
 

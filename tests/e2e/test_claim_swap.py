@@ -31,8 +31,8 @@ from tests.e2e.kube import (
 )
 from tests.e2e.pods import quantities_as_strings
 from tests.e2e.test_admission import example
-from webhook.app import ERR_CLIENT_CERT
 from webhook.claim_guard import CLAIMS_PATH, RULE
+from webhook.routes.admission import ERR_CLIENT_CERT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("webhook")]
 

@@ -26,9 +26,9 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from tests.conftest import example_pod, review
 from tests.webhook.test_serve import Server, start, stop, wait_until
-from webhook.app import ERR_CLIENT_CERT
 from webhook.client_auth import ClientCertificates, tracking_protocol
 from webhook.opa_process import free_port
+from webhook.routes.admission import ERR_CLIENT_CERT
 from webhook.tls import ensure_dev_certificates
 
 API_SERVER = "kube-apiserver-webhook-client"

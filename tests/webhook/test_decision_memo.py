@@ -163,7 +163,7 @@ async def test_the_reused_decision_is_the_one_a_full_evaluation_gives(
         client = make_client(
             policy=engine, recorder=recorder, grants=grants, keys=lambda: keyset, issuer=ISSUER
         )
-        client._transport.app.state.services.decider.memo = (  # type: ignore[attr-defined]
+        client._transport.app.state.kube_intent.admission.decider.memo = (  # type: ignore[attr-defined]
             DecisionMemo() if memo else None
         )
         async with client:

@@ -27,7 +27,7 @@ from tests.conftest import example_pod, review
 from tests.webhook.test_webhook import post, response_of
 from webhook import admission, limits
 from webhook.admission import AdmissionRequest, GroupVersionKind, UserInfo
-from webhook.app import AdmissionJSON, create_app
+from webhook.app import create_app
 from webhook.audit import AuditLog, StoredRecord, open_store
 from webhook.decision import RequestInfo, Verdict
 from webhook.detect import StaticClaimResolver
@@ -36,6 +36,7 @@ from webhook.mutate import handle_mutate
 from webhook.opa_process import free_port
 from webhook.policy import OpaPolicyEngine, PolicyEngine, PolicyInputRejected
 from webhook.recorder import AuditRecorder
+from webhook.routes.admission import AdmissionJSON
 from webhook.settings import Settings
 
 UID = "705ab4f5-6393-11e8-b7cc-42010a800002"
@@ -576,7 +577,7 @@ async def test_admit_does_not_rely_on_the_request_model(webhook: Callable[..., A
     # The model keeps a pod whose metadata is a list out; should one get past it, admit()
     # still answers with an audited denial rather than an exception.
     target = await webhook()
-    services = target.client._transport.app.state.services  # type: ignore[attr-defined]
+    services = target.client._transport.app.state.kube_intent.admission  # type: ignore[attr-defined]
     request = AdmissionRequest.model_construct(
         uid=UID,
         kind=GroupVersionKind(group="", version="v1", kind="Pod"),

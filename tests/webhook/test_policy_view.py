@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from identity.registry import AgentRegistry
-from tests.conftest import EXAMPLES, example_pod, load_yaml
+from tests.conftest import EXAMPLES, AppClient, example_pod, load_yaml, review
+from tests.webhook.test_decision_memo import Counting
+from tests.webhook.test_webhook import post, response_of
 from webhook.decision import Decider, RequestInfo
 from webhook.policy import OpaPolicyEngine, PolicyDecision
 from webhook.policy_view import policy_pod
@@ -126,3 +128,23 @@ async def test_the_bundled_policies_decide_the_same_on_the_view(
         decisions.append(verdict.decision)
     full, lean_decision = decisions
     assert full == lean_decision
+
+
+@pytest.mark.parametrize(
+    ("settings", "lean"),
+    [
+        pytest.param({}, True, id="bundled-policies-get-the-lean-view"),
+        pytest.param({"extra_policies": EXAMPLES}, False, id="extra-rego-gets-the-whole-pod"),
+        pytest.param({"policies": EXAMPLES}, False, id="replaced-policies-get-the-whole-pod"),
+    ],
+)
+async def test_the_app_sends_the_lean_view_only_to_the_bundled_policies(
+    make_client: AppClient, opa: OpaPolicyEngine, settings: dict[str, Any], lean: bool
+) -> None:
+    engine = Counting(opa)
+    pod = example_pod("allowed-vllm-llama")
+    async with make_client(policy=engine, **settings) as client:
+        assert response_of(await post(client, "/mutate", review(pod)))["allowed"] is True
+    [sent] = engine.inputs
+    assert (sent["pod"] == policy_pod(pod)) is lean
+    assert (sent["pod"] == pod) is not lean
