@@ -15,7 +15,9 @@ pushed as ONE module: its files one after the other, their ``package`` and ``imp
 a package's ``# METADATA`` block) hoisted into a shared header. Every line of the module remembers
 the file and line it came from, so OPA's errors name the file the operator wrote.
 
-The revision is a digest of exactly what is pushed: every module's text and the data documents.
+The revision is a digest of exactly what is pushed: every module's text and the merged data
+documents (so an edit of data.json, such as an enforcement override, is a new revision;
+reformatting it is not). `kube-intent policy revision DIR` prints it without OPA.
 """
 
 from __future__ import annotations
@@ -134,6 +136,19 @@ class PolicySet:
     @property
     def sources(self) -> tuple[str, ...]:
         return tuple(str(d) for d in self.dirs)
+
+    def to_json(self) -> dict[str, Any]:
+        """What `kube-intent policy revision -o json` prints: the revision and what made it."""
+        return {
+            "revision": self.revision,
+            "dirs": [
+                {"label": d.label, "path": str(d.path), "version": projection(d.path)}
+                for d in self.dirs
+            ],
+            "modules": [m.id for m in self.modules],
+            "data": sorted(self.data),
+            "files": [{"source": f.source, "path": f.path, "sha256": f.sha256} for f in self.files],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +273,25 @@ class PolicySource:
             else:
                 document[head] = value
         (dest / "data.json").write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+
+
+CONFIGMAP_DATA_LINK = "..data"
+
+
+def projection(directory: Path) -> str | None:
+    """The version of a mounted ConfigMap (or Secret, projected volume) as the kubelet wrote it.
+
+    The kubelet writes each version of the volume into a new timestamped directory
+    (``..2026_11_29_22_58_12.123456789``) and swaps the ``..data`` link to it atomically. That
+    name is all the volume tells: not the ConfigMap's resourceVersion (the Kubernetes API has
+    it; the files' digests recorded beside this identify the content). None for a plain
+    directory.
+    """
+    try:
+        target = (directory / CONFIGMAP_DATA_LINK).readlink()
+    except OSError:  # no link: not a projected volume
+        return None
+    return target.name or None
 
 
 def _same(a: Path, b: Path) -> bool:

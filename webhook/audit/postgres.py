@@ -37,7 +37,7 @@ from .store import (
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 3  # fail fast when the server is unreachable: callers wait on us
-MAX_BATCH = 500  # records per transaction (26 parameters each, well under PostgreSQL's 65535)
+MAX_BATCH = 500  # records per transaction (27 parameters each, well under PostgreSQL's 65535)
 ITER_BATCH = 1000
 # Advisory lock keys: arbitrary constants ("kiaudit" + 1/2) shared by every kube-intent process.
 CHAIN_LOCK_KEY = int.from_bytes(b"kiaudit\x01", "big")
@@ -101,6 +101,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             # ``admitted``: the newest allowed admission of one pod.
             f"CREATE INDEX {TABLE}_pod_uid ON {TABLE} (pod_uid, seq)",
         ],
+    ),
+    (
+        # Policy loads on the record (kind "policy"). Existing rows get NULL, which
+        # ``record.py`` leaves out of the hash.
+        3,
+        [f"ALTER TABLE {TABLE} ADD COLUMN policy_load text"],
     ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     field_serializer,
     field_validator,
     model_validator,
@@ -32,7 +33,14 @@ from webhook.violations import CleanStr, Violation, clean_text
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first row of a chain."""
 
-Kind = Literal["admission", "token"]
+Kind = Literal["admission", "token", "policy"]
+"""``admission``: a pod decision; ``token``: a token exchange; ``policy``: a policy set load
+(accepted or refused, see ``PolicyLoadInfo``)."""
+
+ERR_POLICY_LOAD = (
+    "policy_load is set on kind=policy records and only there: build policy rows with "
+    "webhook.policy_audit.policy_load_record"
+)
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -79,6 +87,19 @@ def normalise_json(value: Any, depth: int = 0) -> Any:
     limit. Refusing such a record would lose the decision (usually a denial), so each is
     replaced by a string instead. Idempotent.
     """
+    # Exact types first: nearly every value of a parsed pod is one, and most strings are plain
+    # ASCII without NUL (nothing to clean). Subclasses and other types take the general path.
+    kind = type(value)
+    if kind is str:
+        return value if value.isascii() and "\x00" not in value else clean_text(value)
+    if kind is dict:
+        if depth >= MAX_JSON_DEPTH:
+            return JSON_TOO_DEEP
+        return {_key(k): normalise_json(v, depth + 1) for k, v in value.items()}
+    if kind is list:
+        if depth >= MAX_JSON_DEPTH:
+            return JSON_TOO_DEEP
+        return [normalise_json(v, depth + 1) for v in value]
     if isinstance(value, str):
         return clean_text(value)
     if value is None or isinstance(value, bool):
@@ -92,10 +113,16 @@ def normalise_json(value: Any, depth: int = 0) -> Any:
     if isinstance(value, Mapping | list | tuple) and depth >= MAX_JSON_DEPTH:
         return JSON_TOO_DEEP
     if isinstance(value, Mapping):
-        return {clean_text(str(k)): normalise_json(v, depth + 1) for k, v in value.items()}
+        return {_key(k): normalise_json(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [normalise_json(v, depth + 1) for v in value]
     return clean_text(str(value))  # not a JSON type at all: keep what it says
+
+
+def _key(key: Any) -> str:
+    if type(key) is str and key.isascii() and "\x00" not in key:
+        return key
+    return clean_text(str(key))
 
 
 def canonical_json(value: Any) -> str:
@@ -132,8 +159,49 @@ class AcceleratorSummary(BaseModel):
         )
 
 
+class PolicyFileDigest(BaseModel):
+    """One file of a loaded policy set: its directory's label, its path there, its sha256."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: CleanStr
+    path: CleanStr
+    sha256: CleanStr
+
+
+class PolicyDirInfo(BaseModel):
+    """A policy directory as it was read: ``version`` names the ConfigMap projection when the
+    directory is a mounted ConfigMap (the kubelet's timestamped ``..data`` target), else None."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label: CleanStr
+    path: CleanStr
+    version: CleanStr | None = None
+
+
+class PolicyLoadInfo(BaseModel):
+    """What a ``kind="policy"`` record says about one attempt to load a policy set into OPA.
+
+    ``revision`` is the candidate's revision (None when the files could not even be built into
+    a set), ``previous`` the revision OPA served before; a ``rejected`` load did not replace it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outcome: Literal["loaded", "rejected"]
+    reason: CleanStr
+    revision: CleanStr | None = None
+    previous: CleanStr | None = None
+    dirs: list[PolicyDirInfo] = Field(default_factory=list)
+    opa_url: CleanStr = ""
+    files: list[PolicyFileDigest] = Field(default_factory=list)
+    error: CleanStr | None = None
+    image_digest: CleanStr | None = None
+
+
 class AuditRecord(BaseModel):
-    """One admission (or token) decision.
+    """One admission (or token) decision, or one policy load (``kind="policy"``).
 
     ``id``, ``seq``, ``prev_hash`` and ``hash`` are assigned by the store when the row is
     written; leave them unset when building a record.
@@ -165,9 +233,14 @@ class AuditRecord(BaseModel):
     message: CleanStr = ""
     pod_uid: CleanStr | None = None
     authenticated: bool = False
+    # Only on policy rows; left out of dumps while unset, so admission and token rows (and
+    # their JSON exports) look exactly as they did before policy rows existed.
+    policy_load: PolicyLoadInfo | None = Field(default=None, exclude_if=lambda v: v is None)
     seq: int | None = Field(default=None, ge=1)
     prev_hash: HexHash | None = None
     hash: HexHash | None = None
+    # Canonical JSON of `input` and `intent`, filled once (encoded_json).
+    _encoded: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @field_validator("time")
     @classmethod
@@ -193,11 +266,31 @@ class AuditRecord(BaseModel):
         return value + 0.0
 
     @model_validator(mode="after")
+    def _policy_load_on_policy_rows(self) -> AuditRecord:
+        # One meaning per kind: the details of a load never ride on a decision row.
+        if (self.kind == "policy") != (self.policy_load is not None):
+            raise ValueError(ERR_POLICY_LOAD)
+        return self
+
+    @model_validator(mode="after")
     def _serialisable(self) -> AuditRecord:
         # Fail when the record is built (in the handler), not later in the write path where a
-        # record that cannot be serialised would be retried forever.
-        canonical_json(self._content(seq=1, prev_hash=GENESIS_HASH))
+        # record that cannot be serialised would be retried forever. The free-form fields are
+        # the only ones that could fail; their encoding is kept for the row (encoded_json).
+        self.encoded_json("input")
+        self.encoded_json("intent")
         return self
+
+    def encoded_json(self, field: Literal["input", "intent"]) -> str | None:
+        """The canonical JSON of a free-form field, encoded once per record (it is the bulk
+        of a row: the whole pod)."""
+        value = getattr(self, field)
+        if value is None:
+            return None
+        text = self._encoded.get(field)
+        if text is None:
+            text = self._encoded[field] = canonical_json(value)
+        return text
 
     def _content(self, *, seq: int, prev_hash: str) -> dict[str, Any]:
         # The frozen list of hashed fields. Adding a field here changes every hash: a new field
@@ -231,6 +324,8 @@ class AuditRecord(BaseModel):
             content["pod_uid"] = self.pod_uid
         if self.authenticated:
             content["authenticated"] = True
+        if self.policy_load is not None:
+            content["policy_load"] = self.policy_load.model_dump()
         return content
 
     def canonical_bytes(self, *, seq: int, prev_hash: str) -> bytes:
@@ -242,14 +337,19 @@ class AuditRecord(BaseModel):
 
     def chained(self, *, record_id: int, seq: int, prev_hash: str) -> StoredRecord:
         """This record placed in the chain after ``prev_hash``, as the store will return it."""
-        data = self.model_dump()
-        data.update(
+        # Every field was validated when this record was built, and a StoredRecord takes its
+        # values as they are: constructed, not dumped and validated again (the writer thread
+        # holds the GIL for every microsecond of it).
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        fields.update(
             id=record_id,
             seq=seq,
             prev_hash=prev_hash,
             hash=self.compute_hash(seq=seq, prev_hash=prev_hash),
         )
-        return StoredRecord.model_validate(data)
+        stored = StoredRecord.model_construct(**fields)
+        stored._encoded.update(self._encoded)
+        return stored
 
     @property
     def denied_rules(self) -> list[str]:

@@ -54,13 +54,16 @@ COLUMNS: tuple[str, ...] = (
     "message",
     "pod_uid",
     "authenticated",
+    "policy_load",
     "prev_hash",
     "hash",
 )
 SELECT_COLUMNS = "id, " + ", ".join(COLUMNS)
 INSERT_COLUMNS = ", ".join(COLUMNS)
 
-_JSON_COLUMNS = frozenset({"user_groups", "intent", "accelerators", "violations", "input"})
+_JSON_COLUMNS = frozenset(
+    {"user_groups", "intent", "accelerators", "violations", "input", "policy_load"}
+)
 
 ERR_UNREADABLE = "unreadable row: {detail}"
 ERR_EDITED = "hash does not match the row's content (row edited)"
@@ -76,10 +79,6 @@ _TYPE_NAMES: dict[type, str] = {
     bytes: "blob",
     bool: "boolean",
 }
-
-
-def _json_or_null(value: Any) -> str | None:
-    return None if value is None else canonical_json(value)
 
 
 def record_params(record: StoredRecord, *, dialect: Dialect) -> list[Any]:
@@ -101,7 +100,7 @@ def record_params(record: StoredRecord, *, dialect: Dialect) -> list[Any]:
         record.agent,
         record.service_account,
         record.spiffe_id,
-        _json_or_null(record.intent),
+        record.encoded_json("intent"),
         record.intent_digest,
         canonical_json(record.accelerators.model_dump()),
         flag(record.allowed),
@@ -109,10 +108,11 @@ def record_params(record: StoredRecord, *, dialect: Dialect) -> list[Any]:
         record.policy_revision,
         record.grant_jti,
         record.latency_ms,
-        _json_or_null(record.input),
+        record.encoded_json("input"),
         record.message,
         record.pod_uid,
         flag(record.authenticated),
+        None if record.policy_load is None else canonical_json(record.policy_load.model_dump()),
         record.prev_hash,
         record.hash,
     ]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from .errors import AuditStoreError
+from .errors import AuditStoreError, CorruptRecord
 from .record import GENESIS_HASH, AuditRecord, StoredRecord, format_time
 from .rows import (
     INSERT_COLUMNS,
@@ -95,14 +95,16 @@ def _copy_into_strict(conn: sqlite3.Connection) -> None:
         column, stored = next(
             (c, t) for c, t in zip(old, found, strict=True) if t not in expected[c]
         )
-        raise AuditStoreError(
+        raise CorruptRecord(  # a finding (`audit verify` exits 1), not an outage
+            seq,
             ERR_LEGACY_TYPE.format(
                 id=record_id,
                 seq=seq,
                 column=column,
                 found=stored,
                 expected=" or ".join(sorted(expected[column])),
-            )
+            ),
+            record_id=record_id,
         )
     columns = ", ".join(old)
     conn.execute(
@@ -190,6 +192,12 @@ MIGRATIONS: list[tuple[int, Migration]] = [
             # ``admitted``: the newest allowed admission of one pod.
             f"CREATE INDEX {TABLE}_pod_uid ON {TABLE} (pod_uid, seq)",
         ],
+    ),
+    (
+        # Policy loads on the record (kind "policy"): what was loaded, from where, by what.
+        # Existing rows get NULL, the value record.py leaves out of the hash.
+        3,
+        [f"ALTER TABLE {TABLE} ADD COLUMN policy_load TEXT"],
     ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -11,7 +11,12 @@ from pydantic import ValidationError
 
 from tests.webhook.audit.audit_testlib import BASE_TIME, HOSTILE_JSON, full_record
 from webhook.audit import GENESIS_HASH, AcceleratorSummary, AuditRecord, StoredRecord
-from webhook.audit.record import normalise_json
+from webhook.audit.record import (
+    PolicyDirInfo,
+    PolicyFileDigest,
+    PolicyLoadInfo,
+    normalise_json,
+)
 
 # Frozen on purpose: if this changes, every existing audit trail stops verifying.
 GOLDEN_CANONICAL = (
@@ -176,3 +181,65 @@ def test_stored_record_requires_chain_fields() -> None:
 
 def test_denied_rules() -> None:
     assert full_record().denied_rules == ["image-registry"]
+
+
+# -- policy rows (kind "policy") -----------------------------------------------------------------
+
+POLICY_LOAD = PolicyLoadInfo(
+    outcome="loaded",
+    reason="change",
+    revision="0123456789ab",
+    previous="ba9876543210",
+    dirs=[PolicyDirInfo(label="extra", path="/etc/kube-intent/policies", version="..2026_01_01")],
+    opa_url="http://127.0.0.1:8181",
+    files=[PolicyFileDigest(source="extra", path="data.json", sha256="cd" * 32)],
+    image_digest="sha256:" + "ef" * 32,
+)
+# Frozen like GOLDEN_CANONICAL: a policy row's hash must not move either.
+GOLDEN_POLICY_LOAD = (
+    '"policy_load":{"dirs":[{"label":"extra","path":"/etc/kube-intent/policies",'
+    '"version":"..2026_01_01"}],"error":null,"files":[{"path":"data.json","sha256":"'
+    + "cd" * 32
+    + '","source":"extra"}],"image_digest":"sha256:'
+    + "ef" * 32
+    + '","opa_url":"http://127.0.0.1:8181","outcome":"loaded","previous":"ba9876543210",'
+    '"reason":"change","revision":"0123456789ab"}'
+)
+
+
+def test_a_policy_row_hashes_its_load_and_admission_rows_keep_their_form() -> None:
+    row = AuditRecord(
+        time=BASE_TIME, kind="policy", allowed=True, latency_ms=1.5, policy_load=POLICY_LOAD
+    )
+    canonical = row.canonical_bytes(seq=1, prev_hash=GENESIS_HASH).decode()
+    assert GOLDEN_POLICY_LOAD in canonical
+    assert '"kind":"policy"' in canonical
+    # The rest is the admission row's form, field for field: the load is only added.
+    admission = row.model_copy(update={"kind": "admission", "policy_load": None})
+    assert admission.canonical_bytes(seq=1, prev_hash=GENESIS_HASH).decode() == (
+        canonical.replace("," + GOLDEN_POLICY_LOAD, "").replace('"policy"', '"admission"')
+    )
+    # Dumps of admission rows do not grow a policy_load key (exports keep their form).
+    assert "policy_load" not in full_record().model_dump(mode="json")
+    assert row.model_dump(mode="json")["policy_load"]["revision"] == "0123456789ab"
+
+
+def test_every_field_of_the_load_is_hashed() -> None:
+    row = AuditRecord(kind="policy", allowed=True, policy_load=POLICY_LOAD)
+    for update in ({"outcome": "rejected"}, {"previous": None}, {"image_digest": None}):
+        changed = row.model_copy(update={"policy_load": POLICY_LOAD.model_copy(update=update)})
+        assert changed.compute_hash(seq=1, prev_hash=GENESIS_HASH) != row.compute_hash(
+            seq=1, prev_hash=GENESIS_HASH
+        )
+
+
+@pytest.mark.parametrize(
+    ("kind", "load"),
+    [
+        pytest.param("policy", None, id="policy-without-load"),
+        pytest.param("admission", POLICY_LOAD, id="admission-with-load"),
+    ],
+)
+def test_the_load_belongs_to_policy_rows_only(kind: str, load: PolicyLoadInfo | None) -> None:
+    with pytest.raises(ValidationError, match="policy_load is set on kind=policy records"):
+        AuditRecord.model_validate({"kind": kind, "allowed": True, "policy_load": load})

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.webhook.audit.audit_testlib import Backend, full_record
-from tests.webhook.audit.test_audit_cli import cli
+from tests.webhook.test_audit_cli import cli
 from webhook.audit import (
     GENESIS_HASH,
     AuditStore,
@@ -75,7 +75,8 @@ def create_schema_1(backend: Backend, rows: list[StoredRecord]) -> None:
     )
     for row in rows:
         values = dict(zip(COLUMNS, record_params(row, dialect=dialect), strict=True))
-        del values["pod_uid"], values["authenticated"]  # the columns schema 2 added
+        # The columns schemas 2 and 3 added.
+        del values["pod_uid"], values["authenticated"], values["policy_load"]
         columns, marks = ", ".join(values), ", ".join(["{p}"] * len(values))
         backend.execute(
             f"INSERT INTO audit_record ({columns}) VALUES ({marks})",  # noqa: S608
@@ -114,9 +115,11 @@ async def test_schema_1_database_is_migrated(backend: Backend) -> None:
         assert (result.ok, result.checked) == (True, 4)
     finally:
         await store.close()
-    assert versions(backend) == [1, 2]
-    old = backend.execute("SELECT pod_uid, authenticated FROM audit_record WHERE seq <= 3")
-    assert old == [(None, 0 if backend.name == "sqlite" else False)] * 3
+    assert versions(backend) == [1, 2, 3]
+    old = backend.execute(
+        "SELECT pod_uid, authenticated, policy_load FROM audit_record WHERE seq <= 3"
+    )
+    assert old == [(None, 0 if backend.name == "sqlite" else False, None)] * 3
     with pytest.raises(Exception, match="append-only"):
         backend.execute("DELETE FROM audit_record")
 

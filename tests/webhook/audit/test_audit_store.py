@@ -270,7 +270,7 @@ async def test_rows_are_append_only(store: AuditStore, backend: Backend) -> None
 
 async def test_schema_version_and_reopen(store: AuditStore, backend: Backend) -> None:
     await store.append(full_record())
-    applied = [(1,), (2,)]
+    applied = [(1,), (2,), (3,)]
     assert backend.execute("SELECT version FROM schema_version ORDER BY version") == applied
     again = await open_store(backend.db)  # migrations already applied: a no-op
     try:
