@@ -170,3 +170,30 @@ async def test_store_outage(
         assert row.allowed is (not required)
     finally:
         await log.close(max_wait=10)
+
+
+async def test_a_decision_the_full_buffer_could_not_keep_is_counted(
+    make_client: AppClient, pg_control: PgCluster, pg_control_dsn: str
+) -> None:
+    # audit.required=false: pods are admitted through an outage, but a decision that does not
+    # fit in the outage buffer is lost, and that must show (the KubeIntentAuditRecordsDropped
+    # alert reads this counter).
+    log = AuditLog(await open_store(pg_control_dsn), required=False, max_buffer=1, retry_max=0.3)
+    metrics = Metrics()
+    recorder = AuditRecorder(log, metrics, lambda: "rev")
+    try:
+        async with make_client(recorder=recorder, metrics=metrics, audit_required=False) as client:
+            with stopped(pg_control):
+                for name in ("kept", "lost"):
+                    pod = example_pod("allowed-vllm-llama")
+                    pod["metadata"]["name"] = name
+                    answer = response_of(await post(client, "/validate", review(pod)))
+                    assert answer["allowed"] is True
+                dropped = metrics.registry.get_sample_value(
+                    "kube_intent_audit_records_dropped_total"
+                )
+                assert dropped == 1
+            assert await log.flush(max_wait=30)
+        assert [r.name for r in await rows(log)] == ["kept"]
+    finally:
+        await log.close(max_wait=10)
