@@ -18,12 +18,16 @@ OAuth token type. Neither token is sufficient on its own: a stolen grant is usel
 live pod's ServiceAccount token, and that token is useless without the grant the pod carries.
 
 Errors follow RFC 6749 §5.2. Descriptions name the category of the failure only; which check
-failed goes to the audit trail (`on_event`) and never to the client.
+failed goes to the audit trail (`on_event`) and never to the client. Malformed tokens are
+refused before the API server is asked; a server without one (`serve --dev`) says that
+TokenReview needs a Kubernetes API, a fact about the server rather than the request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import inspect
 import logging
@@ -38,13 +42,15 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from identity.binding import AGENT_LABEL, DEFAULT_SERVICE_ACCOUNT
 from identity.grants import (
     GRANT_ANNOTATION,
+    GRANT_TYP,
     GrantClaims,
     GrantError,
     token_endpoint_for,
     verify_grant,
 )
 from identity.intent import INTENT_ANNOTATION, parse_intent
-from identity.keys import ALG, KeySet
+from identity.jsonio import JsonError, loads
+from identity.keys import ALG, JwtRefused, KeySet, checked_header
 from identity.registry import AgentRegistry
 from identity.verify import ACCESS_TOKEN_TYP
 
@@ -77,6 +83,17 @@ NO_STORE_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # RFC 6749 Appendix A.4: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 _AUDIENCE = re.compile(r"^[\x21-\x7e]+$")
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+# What an API server signs ServiceAccount tokens with (RSA or ECDSA keys; EdDSA from external
+# signers): never `none`, never an HMAC, so neither reaches TokenReview.
+SUBJECT_TOKEN_ALGS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+SUBJECT_TOKEN_TYP = "jwt"  # noqa: S105 - a JOSE typ (RFC 7519 §5.1, case-insensitive)
+
+# Told to the client: a configuration fact of the server, not which check a token failed.
+ERR_NO_CLUSTER = "TokenReview needs a Kubernetes API: run serve with --kubeconfig or in a cluster"
+REASON_NO_CLUSTER = "no-cluster"
 
 ERR_DESCRIPTIONS = {
     "invalid_request": "the request is malformed: {detail}",
@@ -122,7 +139,12 @@ class LedgerUnavailable(Exception):
 
 
 class KubeUnavailable(Exception):
-    """The API server could not answer (not: it answered no)."""
+    """The API server could not answer (not: it answered no). `description`, when given, is
+    safe to show the client (it says nothing about the request)."""
+
+    def __init__(self, reason: str, description: str = "") -> None:
+        super().__init__(reason)
+        self.description = description
 
 
 class KubeAuth(Protocol):
@@ -140,15 +162,24 @@ class KubeAuth(Protocol):
 class Refusal(Exception):
     """An RFC 6749 §5.2 error; `reason` is the exact check, for the audit trail only."""
 
-    def __init__(self, error: str, reason: str, *, status: int = 400, detail: str = "") -> None:
+    def __init__(
+        self,
+        error: str,
+        reason: str,
+        *,
+        status: int = 400,
+        detail: str = "",
+        description: str = "",
+    ) -> None:
         super().__init__(reason)
         self.error = error
         self.reason = reason
         self.status = status
         self.detail = detail
+        self.description = description
 
     def body(self) -> dict[str, str]:
-        description = ERR_DESCRIPTIONS[self.error].format(detail=self.detail)
+        description = self.description or ERR_DESCRIPTIONS[self.error].format(detail=self.detail)
         return {"error": self.error, "error_description": description}
 
 
@@ -233,6 +264,47 @@ def read_request(form: Mapping[str, str]) -> ExchangeRequest:
         audience=audience,
         scopes=scopes,
     )
+
+
+def _segment(part: str) -> Any:
+    """One base64url segment of a compact JWS, as bounded JSON (identity.jsonio)."""
+    if not _BASE64URL.fullmatch(part):
+        raise ValueError("not base64url")
+    return loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def check_subject_token(token: str) -> None:
+    """Refuse what cannot be a ServiceAccount token before the API server is asked about it:
+    not a compact JWS (three base64url segments, JSON object header and claims), `alg` none
+    or an HMAC, a `typ` other than JWT. TokenReview would refuse all of these too, after a
+    round trip to the API server (and without one, in dev, a 503 would hide the real problem).
+    """
+    parts = token.split(".")
+    try:
+        if len(parts) != 3:
+            raise ValueError("not three segments")
+        header, claims = _segment(parts[0]), _segment(parts[1])
+        if not parts[2] or not _BASE64URL.fullmatch(parts[2]):
+            raise ValueError("no signature")
+        base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
+    except (ValueError, JsonError, binascii.Error):
+        raise Refusal("invalid_grant", "subject-token:malformed") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise Refusal("invalid_grant", "subject-token:malformed")
+    if header.get("alg") not in SUBJECT_TOKEN_ALGS:
+        raise Refusal("invalid_grant", "subject-token:algorithm")
+    typ = header.get("typ", SUBJECT_TOKEN_TYP)
+    if not isinstance(typ, str) or typ.lower() != SUBJECT_TOKEN_TYP:
+        raise Refusal("invalid_grant", "subject-token:type")
+
+
+def check_grant_shape(grant: str) -> None:
+    """The grant's keyless checks (a compact JWS naming ES256 and the grant typ), before the
+    API server is asked; its signature and claims are checked against the live pod later."""
+    try:
+        checked_header(grant, GRANT_TYP)
+    except JwtRefused as exc:
+        raise Refusal("invalid_grant", f"grant:{exc.reason}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,11 +434,20 @@ class TokenExchange:
         if request.scopes is not None:
             details["requested_scope"] = " ".join(request.scopes)
         self._check_audience(request.audience)
+        # Malformed tokens are a client's mistake: a 400 at once, whether or not a cluster is
+        # there to ask (and none of a garbage token's bytes reach the API server).
+        check_subject_token(request.subject_token)
+        check_grant_shape(request.grant)
 
         try:
             status = await self.kube.token_review(request.subject_token, [self.issuer])
         except KubeUnavailable as exc:
-            raise Refusal("temporarily_unavailable", f"tokenreview:{exc}", status=503) from None
+            raise Refusal(
+                "temporarily_unavailable",
+                f"tokenreview:{exc}",
+                status=503,
+                description=exc.description,
+            ) from None
         who = pod_identity(status, self.issuer)
         details.update(
             namespace=who.namespace,
@@ -514,6 +595,18 @@ class TokenExchange:
             if required:
                 raise
             log.error("token exchange event not recorded: %s", type(exc).__name__)
+
+
+class NoCluster:
+    """The KubeAuth of a server without a Kubernetes API (`serve --dev` on a laptop): a
+    well-formed exchange gets a 503 saying TokenReview needs a cluster, malformed ones their
+    400 before this is reached."""
+
+    async def token_review(self, token: str, audiences: Sequence[str]) -> dict[str, Any]:
+        raise KubeUnavailable(REASON_NO_CLUSTER, ERR_NO_CLUSTER)
+
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        raise KubeUnavailable(REASON_NO_CLUSTER, ERR_NO_CLUSTER)
 
 
 class KubernetesAuth:

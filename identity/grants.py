@@ -17,7 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from identity.keys import JwtRefused, KeySet
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from identity.keys import JwtRefused, KeySet, verify_signed
 
 GRANT_ANNOTATION = "kube-intent.io/grant"
 GRANT_PATH = "/metadata/annotations/kube-intent.io~1grant"
@@ -155,8 +157,31 @@ def verify_grant(
     now: float | None = None,
 ) -> GrantClaims:
     """Every check a grant must pass; raises GrantError with the first failing reason."""
+    claims = verify_published_grant(
+        token, keyset.public_key, issuer=issuer, audience=audience, now=now
+    )
+    if claims.ns != namespace:
+        raise GrantError(REASON_NAMESPACE)
+    if claims.sa != service_account:
+        raise GrantError(REASON_SERVICE_ACCOUNT)
+    if claims.intent_digest != intent_digest:
+        raise GrantError(REASON_INTENT_DIGEST)
+    return claims
+
+
+def verify_published_grant(
+    token: str,
+    key_for: Callable[[str], ec.EllipticCurvePublicKey | None],
+    *,
+    issuer: str,
+    audience: str,
+    now: float | None = None,
+) -> GrantClaims:
+    """What a published JWKS can tell of a grant (`kube-intent token verify --grant`):
+    signature, type, issuer, audience (the token endpoint), lifetime. Which pod it belongs to
+    (namespace, ServiceAccount, intent digest) takes the live pod: verify_grant, at /token."""
     try:
-        raw = keyset.verify(token, GRANT_TYP)
+        raw = verify_signed(token, key_for, GRANT_TYP)
     except JwtRefused as exc:
         raise GrantError(exc.reason) from None
     claims = GrantClaims.from_claims(raw)
@@ -169,12 +194,6 @@ def verify_grant(
         raise GrantError(REASON_EXPIRED)
     if now + CLOCK_SKEW_SECONDS < max(claims.nbf, claims.iat):
         raise GrantError(REASON_NOT_YET_VALID)
-    if claims.ns != namespace:
-        raise GrantError(REASON_NAMESPACE)
-    if claims.sa != service_account:
-        raise GrantError(REASON_SERVICE_ACCOUNT)
-    if claims.intent_digest != intent_digest:
-        raise GrantError(REASON_INTENT_DIGEST)
     return claims
 
 

@@ -188,6 +188,20 @@ class KeySet:
         return verify_signed(token, self.public_key, typ)
 
 
+def checked_header(token: str, typ: str) -> dict[str, Any]:
+    """The checks of a kube-intent token that need no key: a compact JWS whose header names
+    ES256 and `typ`. Cheap and local, so they run before anything slower is asked."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise JwtRefused(REASON_MALFORMED) from None
+    if header.get("alg") != ALG:
+        raise JwtRefused(REASON_ALGORITHM)
+    if header.get("typ") != typ:
+        raise JwtRefused(REASON_TYPE)
+    return header
+
+
 def verify_signed(
     token: str, key_for: Callable[[str], ec.EllipticCurvePublicKey | None], typ: str
 ) -> dict[str, Any]:
@@ -197,14 +211,7 @@ def verify_signed(
     HS256-with-the-public-key confusion before a key is even looked up. The key comes from
     our own set by kid, never from a header (`jwk`, `jku`, `x5u` are ignored).
     """
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        raise JwtRefused(REASON_MALFORMED) from None
-    if header.get("alg") != ALG:
-        raise JwtRefused(REASON_ALGORITHM)
-    if header.get("typ") != typ:
-        raise JwtRefused(REASON_TYPE)
+    header = checked_header(token, typ)
     kid = header.get("kid")
     key = key_for(kid) if isinstance(kid, str) else None
     if key is None:
@@ -297,6 +304,15 @@ def generate_keys(directory: Path, *, overwrite: bool = False) -> KeySet:
     write_private(directory / NEXT, private_pem(new_private_key()))
     write_private(directory / ACTIVE, private_pem(new_private_key()))
     return KeySet.load(directory)
+
+
+def ensure_keys(directory: Path) -> tuple[KeySet, bool]:
+    """The key set of `directory`, generated there first if it holds none (`serve --dev`);
+    True when it was generated now. An existing set is loaded as it is, never replaced."""
+    directory = Path(directory)
+    if (directory / ACTIVE).exists():
+        return KeySet.load(directory), False
+    return generate_keys(directory), True
 
 
 def rotate_keys(directory: Path) -> KeySet:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the webhook on its embedded defaults: a supervised local OPA into which it pushes the
-# bundled policies (webhook/policies, reloaded when you edit them), the example agents, SQLite in
-# .kube-intent/, and a self-signed CA (its path is printed).
+# bundled policies (webhook/policies, reloaded when you edit them), the example agents, and in
+# .kube-intent/ (kept across restarts, for this machine only): SQLite, a self-signed CA and the
+# signing keys of grants and tokens (their paths are printed). The README's quick start uses it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

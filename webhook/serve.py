@@ -18,9 +18,9 @@ import uvloop
 from kubernetes.client import ApiClient
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from identity.exchange import KubernetesAuth, TokenExchange
+from identity.exchange import KubeAuth, KubernetesAuth, NoCluster, TokenExchange
 from identity.grants import GrantIssuer
-from identity.keys import KeyWatcher
+from identity.keys import KeyWatcher, ensure_keys
 from identity.registry import AgentRegistry, load_registry_file
 from identity.watch import AgentWatcher
 from webhook.app import create_app
@@ -37,7 +37,9 @@ from webhook.kube import api_client
 from webhook.metrics import Metrics
 from webhook.opa_process import policy_engine
 from webhook.policy import PolicyEngine, PolicyUnavailable
+from webhook.policy_audit import record_policy_loads
 from webhook.recorder import AuditRecorder, TokenAuditor
+from webhook.reports_publisher import report_publisher
 from webhook.settings import Settings
 from webhook.tls import CertReloader, cert_not_after, ensure_dev_certificates
 
@@ -48,6 +50,11 @@ ERR_AGENTS_AND_CLUSTER = (
     "objects of the cluster are the registrations"
 )
 ERR_TLS = "serving TLS needs --dev or both --tls-cert and --tls-key"
+DEV_KEYS_DIR = "keys"
+DEV_KEYS_NOTICE = (
+    "kube-intent: dev signing keys ({state}; for this machine only, in a cluster mount a "
+    "Secret with --keys-dir): {directory} (active kid {kid})"
+)
 AGENT_SYNC_INTERVAL = 30.0
 
 
@@ -92,6 +99,25 @@ def tls_files(settings: Settings) -> tuple[str, str]:
     if settings.tls_cert is None or settings.tls_key is None:
         raise SystemExit(ERR_TLS)
     return str(settings.tls_cert), str(settings.tls_key)
+
+
+def signing_keys(settings: Settings) -> KeyWatcher | None:
+    """The signing keys: --keys-dir (a mounted Secret) when given; with --dev and none, a set
+    generated once in the state dir and reused on every restart (so grants, the JWKS and
+    /token work on the embedded default, and grants minted before a restart still verify)."""
+    directory = settings.keys_dir
+    if directory is None and settings.dev:
+        directory = settings.state_dir / DEV_KEYS_DIR
+        keyset, generated = ensure_keys(directory)
+        state = "generated" if generated else "reused"
+        notice = DEV_KEYS_NOTICE.format(state=state, directory=directory, kid=keyset.signing_kid)
+        print(notice, file=sys.stderr, flush=True)
+    return KeyWatcher(directory) if directory is not None else None
+
+
+def token_review(api: ApiClient | None) -> KubeAuth:
+    """The API server that checks subject tokens; without one, /token says it needs one."""
+    return KubernetesAuth(api) if api is not None else NoCluster()
 
 
 @dataclass(slots=True)
@@ -154,7 +180,8 @@ def token_audiences(settings: Settings) -> Callable[[], frozenset[str]] | None:
 async def serve(settings: Settings) -> None:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     cert, key = tls_files(settings)
-    metrics = Metrics()
+    keys = signing_keys(settings)
+    metrics = Metrics(max_namespaces=settings.metrics_max_namespaces)
     async with policy_engine(
         settings.opa_url,
         settings.policies,
@@ -169,8 +196,8 @@ async def serve(settings: Settings) -> None:
             await open_store(settings.audit_dsn, lazy=not settings.audit_required),
             required=settings.audit_required,
         )
+        record_policy_loads(policy, audit)  # every policy load is an audit row
         events = DenialEvents(api) if api is not None else None
-        keys = KeyWatcher(settings.keys_dir) if settings.keys_dir else None
         grants = tokens = None
         if keys is not None:
             grants = VerdictGrants(
@@ -182,11 +209,11 @@ async def serve(settings: Settings) -> None:
                     on_mint=lambda _claims: metrics.grants_issued.inc(),
                 )
             )
-        if keys is not None and api is not None:
+        if keys is not None:
             tokens = TokenExchange(
                 keys,
                 settings.issuer,
-                KubernetesAuth(api),
+                token_review(api),
                 agents.source,
                 token_endpoint=settings.token_endpoint,
                 on_event=TokenAuditor(audit, metrics),
@@ -241,6 +268,16 @@ async def serve(settings: Settings) -> None:
             background.append(events.run())
         if keys is not None:
             background.append(log_checkpoints(audit, keys, settings))
+        reports = report_publisher(
+            settings.reports,
+            api,
+            audit.store,
+            max_results=settings.reports_max_results,
+            interval_seconds=settings.reports_interval_seconds,
+            registry=metrics.registry,
+        )
+        if reports is not None:
+            background.append(reports.run())
         tasks = [asyncio.create_task(job) for job in background]
         log.info(
             "serving on https://%s:%s (policies %s, OPA %s, revision %s)",

@@ -492,7 +492,7 @@ REFUSALS = [
     pytest.param(copied_grant_of_a_recorded_pod, 400, "invalid_grant", "pod:not-admitted"),
     pytest.param(ledger_unreadable, 503, "temporarily_unavailable", "ledger:"),
     pytest.param(wrong_audience, 400, "invalid_grant", "subject-token:unauthenticated"),
-    pytest.param(garbage_token, 400, "invalid_grant", "subject-token:unauthenticated"),
+    pytest.param(garbage_token, 400, "invalid_grant", "subject-token:malformed"),
     pytest.param(token_not_bound_to_a_pod, 400, "invalid_grant", "subject-token:not-pod-bound"),
     pytest.param(pod_gone, 400, "invalid_grant", "subject-token:unauthenticated"),
     pytest.param(pod_replaced, 400, "invalid_grant", "subject-token:unauthenticated"),

@@ -1,8 +1,11 @@
-"""Token exchange checks that happen before the API server is asked (form, audience), the
-discovery document, and TokenReview statuses the real server cannot be made to return."""
+"""Token exchange checks that happen before the API server is asked (form, audience, the
+shape of both tokens), a server without a cluster, the discovery document, and TokenReview
+statuses the real server cannot be made to return."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -11,12 +14,14 @@ import pytest
 
 from identity.exchange import (
     ERR_DESCRIPTIONS,
+    ERR_NO_CLUSTER,
     GRANT_TYPE_TOKEN_EXCHANGE,
     NO_STORE_HEADERS,
     POD_NAME_EXTRA,
     POD_UID_EXTRA,
     TOKEN_TYPE_GRANT,
     TOKEN_TYPE_JWT,
+    NoCluster,
     PodIdentity,
     Refusal,
     TokenExchange,
@@ -24,6 +29,7 @@ from identity.exchange import (
     parse_form,
     pod_identity,
 )
+from identity.grants import GRANT_TYP
 from identity.keys import KeySet
 from identity.registry import AgentRegistry
 from tests.identity.support import ISSUER, TOKEN_ENDPOINT
@@ -39,11 +45,25 @@ class NeverAsked:
         raise AssertionError("the API server was asked")
 
 
+def segment(value: object) -> str:
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def compact(header: object, claims: object = None, signature: str = "c2lnbmF0dXJl") -> str:
+    """A compact JWS of this shape (the signature is never checked before TokenReview)."""
+    return f"{segment(header)}.{segment({'sub': 'x'} if claims is None else claims)}.{signature}"
+
+
+# Shaped like what the API server issues (RS256, a kid, no typ) and what /mutate mints.
+SUBJECT = compact({"alg": "RS256", "kid": "k8s-key"})
+GRANT = compact({"alg": "ES256", "kid": "our-key", "typ": GRANT_TYP})
+
 GOOD = {
     "grant_type": GRANT_TYPE_TOKEN_EXCHANGE,
-    "subject_token": "sa.token.value",
+    "subject_token": SUBJECT,
     "subject_token_type": TOKEN_TYPE_JWT,
-    "actor_token": "grant.token.value",
+    "actor_token": GRANT,
     "actor_token_type": TOKEN_TYPE_GRANT,
     "audience": "inference-gateway",
 }
@@ -164,8 +184,8 @@ async def test_refused_before_the_api_server_is_asked(
     assert set(body) == {"error", "error_description"}
     [(result, details)] = events
     assert (result, details["error"], details["reason"]) == ("refused", error, reason)
-    assert "sa.token.value" not in repr(details)
-    assert "grant.token.value" not in repr(details)
+    assert SUBJECT not in repr(details)
+    assert GRANT not in repr(details)
 
 
 @pytest.mark.parametrize(
@@ -334,3 +354,106 @@ async def test_fake_kube_with_a_bug_gives_server_error_not_a_traceback(
             },
         )
     ]
+
+
+# -- malformed tokens: a 400 at once, the API server never asked
+
+RS256 = {"alg": "RS256", "kid": "k8s-key"}
+
+
+@pytest.mark.parametrize(
+    ("subject_token", "reason"),
+    [
+        pytest.param("garbage", "malformed", id="not-a-jwt"),
+        pytest.param("a.b", "malformed", id="two-segments"),
+        pytest.param(SUBJECT + ".x.y", "malformed", id="five-segments-jwe"),
+        pytest.param(f"{segment(RS256)}.!!!.c2ln", "malformed", id="claims-not-base64url"),
+        pytest.param(f"{segment(RS256)}.{segment({'a': 1})}=.c2ln", "malformed", id="padding"),
+        pytest.param(f"{segment(b'not json')}.{segment({})}.c2ln", "malformed", id="header-text"),
+        pytest.param(compact(["RS256"]), "malformed", id="header-an-array"),
+        pytest.param(compact(RS256, b"{"), "malformed", id="claims-not-json"),
+        pytest.param(compact(RS256, [1]), "malformed", id="claims-an-array"),
+        pytest.param(compact(RS256, signature=""), "malformed", id="no-signature"),
+        pytest.param(compact({"alg": "none"}, signature=""), "malformed", id="alg-none-unsigned"),
+        pytest.param(compact({"alg": "none"}), "algorithm", id="alg-none"),
+        pytest.param(compact({"alg": "HS256"}), "algorithm", id="alg-hmac"),
+        pytest.param(compact({"kid": "k"}), "algorithm", id="no-alg"),
+        pytest.param(compact({**RS256, "typ": "at+jwt"}), "type", id="typ-access-token"),
+        pytest.param(compact({**RS256, "typ": GRANT_TYP}), "type", id="typ-grant"),
+        pytest.param(compact({**RS256, "typ": 1}), "type", id="typ-not-a-string"),
+    ],
+)
+async def test_a_malformed_subject_token_is_refused_before_the_api_server_is_asked(
+    exchange: TokenExchange,
+    events: list[tuple[str, dict[str, Any]]],
+    subject_token: str,
+    reason: str,
+) -> None:
+    status, body = await exchange.exchange({**GOOD, "subject_token": subject_token})
+    assert (status, body) == (400, Refusal("invalid_grant", "x").body())
+    [(result, details)] = events
+    assert (result, details["reason"]) == ("refused", f"subject-token:{reason}")
+    assert subject_token not in repr(details)
+
+
+@pytest.mark.parametrize(
+    ("grant", "reason"),
+    [
+        pytest.param("x", "malformed", id="not-a-jwt"),
+        pytest.param(f"{segment(b'{')}.{segment({})}.c2ln", "malformed", id="header-not-json"),
+        pytest.param(
+            compact({"alg": "ES256", "typ": GRANT_TYP}, signature="%%"),
+            "malformed",
+            id="signature-not-base64url",
+        ),
+        pytest.param(compact({"alg": "none", "typ": GRANT_TYP}), "algorithm", id="alg-none"),
+        pytest.param(compact({"alg": "HS256", "typ": GRANT_TYP}), "algorithm", id="alg-hmac"),
+        pytest.param(compact({"alg": "ES256", "typ": "at+jwt"}), "type", id="an-access-token"),
+        pytest.param(SUBJECT, "algorithm", id="the-subject-token-twice"),
+    ],
+)
+async def test_a_malformed_grant_is_refused_before_the_api_server_is_asked(
+    exchange: TokenExchange, events: list[tuple[str, dict[str, Any]]], grant: str, reason: str
+) -> None:
+    status, body = await exchange.exchange({**GOOD, "actor_token": grant})
+    assert (status, body["error"]) == (400, "invalid_grant")
+    [(result, details)] = events
+    assert (result, details["reason"]) == ("refused", f"grant:{reason}")
+
+
+@pytest.mark.parametrize(
+    "subject_token",
+    [
+        pytest.param(SUBJECT, id="no-typ-as-kubernetes-issues"),
+        pytest.param(compact({**RS256, "typ": "JWT"}), id="typ-JWT"),
+        pytest.param(compact({**RS256, "typ": "jwt"}), id="typ-jwt-lowercase"),
+        pytest.param(compact({"alg": "ES384", "kid": "k"}), id="ecdsa-signing-key"),
+        pytest.param(compact({"alg": "PS256", "kid": "k"}), id="rsa-pss"),
+    ],
+)
+async def test_without_a_cluster_a_well_formed_exchange_says_tokenreview_needs_one(
+    keyset: KeySet, events: list[tuple[str, dict[str, Any]]], subject_token: str
+) -> None:
+    exchange = TokenExchange(
+        lambda: keyset,
+        ISSUER,
+        NoCluster(),
+        AgentRegistry,
+        admitted=never_asked,
+        governed=never_asked,
+        on_event=lambda result, details: events.append((result, details)),
+    )
+    status, body = await exchange.exchange({**GOOD, "subject_token": subject_token})
+    assert (status, body) == (
+        503,
+        {"error": "temporarily_unavailable", "error_description": ERR_NO_CLUSTER},
+    )
+    assert "--kubeconfig" in ERR_NO_CLUSTER
+    # RFC 6749 §5.2: error_description is restricted ASCII.
+    assert all(0x20 <= ord(c) <= 0x7E and c not in '"\\' for c in ERR_NO_CLUSTER)
+    [(result, details)] = events
+    assert (result, details["error"], details["reason"]) == (
+        "refused",
+        "temporarily_unavailable",
+        "tokenreview:no-cluster",
+    )

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from identity.cli import token as token_cli
+from identity.grants import GRANT_TYP
 from identity.keys import KeySet, generate_keys, rotate_keys
 from identity.verify import (
     ACCESS_TOKEN_TYP,
@@ -26,6 +27,7 @@ from identity.verify import (
 )
 from tests.identity.support import (
     ISSUER,
+    TOKEN_ENDPOINT,
     HttpsServer,
     hs256_with,
     https_server,
@@ -297,3 +299,75 @@ def test_token_verify_cli_with_a_jwks_url(jwks_server: HttpsServer, keyset: KeyS
         ],
     )
     assert result.exit_code == 0, result.output
+
+
+def grant_claims(**changes: Any) -> dict[str, Any]:
+    """The claims GrantIssuer mints (see identity/grants.py GrantClaims)."""
+    return {
+        "iss": ISSUER,
+        "sub": SUB,
+        "aud": TOKEN_ENDPOINT,
+        "iat": NOW,
+        "nbf": NOW,
+        "exp": 2**31,
+        "jti": "5f0f3b7e-0000-4000-8000-000000000000",
+        "scope": "model:meta-llama/Llama-3.1-8B-Instruct:infer tool:kb-search:invoke",
+        "intent_digest": "sha256:" + "0" * 64,
+        "agent": "support-bot",
+        "policy_rev": "0123456789ab",
+        "ns": "ml-serving",
+        "sa": "support-bot",
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    ("token_of", "options", "code", "expected"),
+    [
+        pytest.param("grant", ["--grant"], 0, '"intent_digest"', id="valid-grant"),
+        pytest.param(
+            "grant", ["--grant", "--scope", "tool:kb-search:invoke"], 0, '"ns"', id="with-scope"
+        ),
+        pytest.param(
+            "grant",
+            ["--grant", "--scope", "tool:shell:invoke"],
+            1,
+            "refused: scope",
+            id="missing-scope",
+        ),
+        pytest.param(
+            "grant", ["--grant", "--audience", AUDIENCE], 1, "refused: audience", id="audience"
+        ),
+        pytest.param("expired", ["--grant"], 1, "refused: expired", id="expired"),
+        pytest.param("foreign", ["--grant"], 1, "refused: unknown-kid", id="another-key"),
+        pytest.param("access", ["--grant"], 1, "refused: type", id="an-access-token"),
+        pytest.param("grant", [], 1, "refused: type", id="a-grant-without-the-flag"),
+    ],
+)
+def test_token_verify_cli_with_a_grant(
+    tmp_path: Path,
+    keyset: KeySet,
+    other_keyset: KeySet,
+    token_of: str,
+    options: list[str],
+    code: int,
+    expected: str,
+) -> None:
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps(keyset.jwks()))
+    token = {
+        "grant": lambda: keyset.sign(grant_claims(), GRANT_TYP),
+        "expired": lambda: keyset.sign(grant_claims(exp=NOW + 60), GRANT_TYP),
+        "foreign": lambda: other_keyset.sign(grant_claims(), GRANT_TYP),
+        "access": lambda: keyset.sign(
+            access_claims(aud=TOKEN_ENDPOINT, exp=2**31), ACCESS_TOKEN_TYP
+        ),
+    }[token_of]()
+    arguments = ["verify", "-", "--jwks", str(jwks_file), "--issuer", ISSUER]
+    if "--audience" not in options:
+        arguments += ["--audience", TOKEN_ENDPOINT]
+    result = CliRunner().invoke(token_cli, [*arguments, *options], input=token + "\n")
+    assert result.exit_code == code, result.output
+    assert expected in result.output
+    if code == 0:
+        assert json.loads(result.stdout) == grant_claims()

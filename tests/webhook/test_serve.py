@@ -1,7 +1,9 @@
-"""`kube-intent serve` as a real process: HTTPS, readiness, OPA supervision, certificate reload."""
+"""`kube-intent serve` as a real process: HTTPS, readiness, OPA supervision, certificate reload,
+the dev key set (grants, JWKS, /token without a cluster)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -17,15 +19,25 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
+from identity.exchange import (
+    ERR_NO_CLUSTER,
+    GRANT_TYPE_TOKEN_EXCHANGE,
+    TOKEN_TYPE_GRANT,
+    TOKEN_TYPE_JWT,
+)
+from identity.grants import GRANT_ANNOTATION, token_endpoint_for
+from identity.keys import KeySet, generate_keys
 from tests.conftest import EXAMPLES, REPO, example_pod, review
+from tests.identity.support import apply_patch
 from webhook.opa_process import free_port
-from webhook.settings import BUNDLED_POLICIES
+from webhook.settings import BUNDLED_POLICIES, Settings
 from webhook.tls import ensure_dev_certificates
 
 
@@ -113,6 +125,21 @@ def dev_server(tmp_path: Path, opa_bin: str) -> Iterator[Server]:
         stop(server)
 
 
+def admit(
+    client: httpx.Client, request: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """What the API server does: /mutate, then /validate of the patched pod when /mutate
+    allowed it. The last answer, and the patched pod (None when /mutate denied it)."""
+    mutated: dict[str, Any] = client.post("/mutate", json=request).json()["response"]
+    if not mutated["allowed"]:
+        return mutated, None
+    patch = json.loads(base64.b64decode(mutated["patch"])) if "patch" in mutated else []
+    pod = apply_patch(request["request"]["object"], patch)
+    final = {**request, "request": {**request["request"], "object": pod}}
+    validated: dict[str, Any] = client.post("/validate", json=final).json()["response"]
+    return validated, pod
+
+
 def opa_children(pid: int) -> list[int]:
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return [
@@ -191,9 +218,8 @@ def test_policy_changes_are_pushed_into_a_running_server(tmp_path: Path, opa_bin
     )
     pod = review(example_pod("denied-model-allowed"))
 
-    def answer(client: httpx.Client) -> dict[str, object]:
-        response: dict[str, object] = client.post("/validate", json=pod).json()["response"]
-        return response
+    def answer(client: httpx.Client) -> dict[str, Any]:
+        return admit(client, pod)[0]
 
     def logged(message: str) -> list[dict[str, object]]:
         return [line for line in server.log_lines() if line.get("msg") == message]
@@ -330,3 +356,198 @@ def test_no_acknowledged_decision_is_lost_when_the_server_is_killed(
         recorded = {uid for (uid,) in conn.execute("SELECT uid FROM audit_record")}
     assert len(acknowledged) >= 100
     assert set(acknowledged) <= recorded
+
+
+# -- the dev key set: grants, JWKS and /token on the embedded default
+
+ISSUER = str(Settings.model_fields["issuer"].default)
+
+
+def verify_grant(server: Server, grant: str) -> subprocess.CompletedProcess[str]:
+    """`kube-intent token verify --grant` against the JWKS the server publishes."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "webhook",
+            "token",
+            "verify",
+            "--grant",
+            "--jwks",
+            f"{server.url}/.well-known/jwks.json",
+            "--ca-file",
+            str(server.ca),
+            "--issuer",
+            ISSUER,
+            "--audience",
+            token_endpoint_for(ISSUER),
+            "-",
+        ],
+        input=grant,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def dev_keys_notice(server: Server) -> str:
+    [line] = [line for line in server.log.read_text().splitlines() if "dev signing keys" in line]
+    return line
+
+
+def served_kids(server: Server) -> set[str]:
+    with server.client() as client:
+        return {key["kid"] for key in client.get("/.well-known/jwks.json").json()["keys"]}
+
+
+def test_dev_server_keeps_a_key_set_whose_grants_verify_against_the_served_jwks(
+    tmp_path: Path, opa_bin: str
+) -> None:
+    keys_dir = tmp_path / "state" / "keys"
+    server = start(tmp_path, opa_bin, "--dev")
+    try:
+        assert "generated" in dev_keys_notice(server)
+        assert str(keys_dir) in dev_keys_notice(server)
+        assert keys_dir.stat().st_mode & 0o777 == 0o700
+        assert {p.name: p.stat().st_mode & 0o777 for p in keys_dir.iterdir()} == {
+            "active.pem": 0o600,
+            "next.pem": 0o600,
+        }
+        kid = KeySet.load(keys_dir).signing_kid
+        assert kid in served_kids(server)
+        with server.client() as client:
+            discovery = client.get("/.well-known/openid-configuration").json()
+            # The API server's order: the grant from /mutate is what /validate then accepts.
+            answer, pod = admit(client, review(example_pod("allowed-vllm-llama")))
+        assert discovery["jwks_uri"] == f"{ISSUER}/.well-known/jwks.json"
+        assert answer["allowed"] is True, answer
+        assert pod is not None
+        grant = pod["metadata"]["annotations"][GRANT_ANNOTATION]
+        verified = verify_grant(server, grant)
+        assert verified.returncode == 0, verified.stderr
+        claims = json.loads(verified.stdout)
+        assert (claims["agent"], claims["ns"], claims["sa"]) == (
+            "support-bot",
+            "ml-serving",
+            "support-bot",
+        )
+        # The same grant with one more scope: its signature no longer matches.
+        header, _, signature = grant.split(".")
+        escalated = jws_segment({**claims, "scope": claims["scope"] + " tool:shell:invoke"})
+        refused = verify_grant(server, f"{header}.{escalated}.{signature}")
+        assert (refused.returncode, refused.stderr.strip()) == (1, "refused: signature")
+    finally:
+        stop(server)
+
+    restarted = start(tmp_path, opa_bin, "--dev")
+    try:
+        assert "reused" in dev_keys_notice(restarted)
+        assert KeySet.load(keys_dir).signing_kid == kid
+        assert kid in served_kids(restarted)
+        # Grants minted before the restart still verify.
+        assert verify_grant(restarted, grant).returncode == 0
+    finally:
+        stop(restarted)
+
+
+def test_keys_given_explicitly_win_over_the_dev_keys(tmp_path: Path, opa_bin: str) -> None:
+    given = generate_keys(tmp_path / "given")
+    server = start(tmp_path, opa_bin, "--dev", "--keys-dir", str(tmp_path / "given"))
+    try:
+        assert served_kids(server) == {key.kid for key in given.verification}
+        assert not (tmp_path / "state" / "keys").exists()
+        assert "dev signing keys" not in server.log.read_text()
+        with server.client() as client:
+            _, pod = admit(client, review(example_pod("allowed-vllm-llama")))
+        assert pod is not None
+        assert (
+            verify_grant(server, pod["metadata"]["annotations"][GRANT_ANNOTATION]).returncode == 0
+        )
+    finally:
+        stop(server)
+
+
+def test_an_empty_keys_dir_is_a_clear_error(tmp_path: Path, opa_bin: str) -> None:
+    (tmp_path / "empty").mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "webhook",
+            "serve",
+            "--dev",
+            "--port",
+            str(free_port()),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--keys-dir",
+            str(tmp_path / "empty"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "KUBE_INTENT_OPA_BIN": opa_bin},
+    )
+    assert result.returncode == 1
+    assert "has no active.pem: create a key set with `kube-intent keys generate`" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def exchange_form(subject_token: str, grant: str) -> dict[str, str]:
+    return {
+        "grant_type": GRANT_TYPE_TOKEN_EXCHANGE,
+        "subject_token": subject_token,
+        "subject_token_type": TOKEN_TYPE_JWT,
+        "actor_token": grant,
+        "actor_token_type": TOKEN_TYPE_GRANT,
+        "audience": "inference-gateway",
+    }
+
+
+def jws_segment(document: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(document).encode()).rstrip(b"=").decode()
+
+
+# What an API server issues (RS256, a kid, no typ); not signed by any API server here.
+SERVICE_ACCOUNT_SHAPED = (
+    f"{jws_segment({'alg': 'RS256', 'kid': 'k'})}.{jws_segment({'sub': 'x'})}.c2lnbmF0dXJl"
+)
+
+
+@pytest.mark.parametrize(
+    ("subject_token", "status", "body"),
+    [
+        pytest.param(
+            "garbage",
+            400,
+            {
+                "error": "invalid_grant",
+                "error_description": "the subject token or the grant is invalid, expired or "
+                "revoked",
+            },
+            id="malformed-refused-at-once",
+        ),
+        pytest.param(
+            SERVICE_ACCOUNT_SHAPED,
+            503,
+            {"error": "temporarily_unavailable", "error_description": ERR_NO_CLUSTER},
+            id="well-formed-needs-a-cluster",
+        ),
+    ],
+)
+def test_token_endpoint_of_the_dev_server_without_a_cluster(
+    dev_server: Server, subject_token: str, status: int, body: dict[str, str]
+) -> None:
+    with dev_server.client() as client:
+        _, pod = admit(client, review(example_pod("allowed-vllm-llama")))
+        assert pod is not None
+        grant = pod["metadata"]["annotations"][GRANT_ANNOTATION]
+        response = client.post("/token", data=exchange_form(subject_token, grant))
+    assert (response.status_code, response.json()) == (status, body)
+    assert response.headers["cache-control"] == "no-store"
+    assert subject_token not in dev_server.log.read_text()
+    assert grant not in dev_server.log.read_text()
