@@ -722,6 +722,7 @@ class AcceleratorDetector:
 
     __slots__ = (
         "_classes",
+        "_config",
         "_device_annotations",
         "_device_env",
         "_host_paths",
@@ -743,6 +744,19 @@ class AcceleratorDetector:
         sharing_annotations: Sequence[str] = DEFAULT_SHARING_ANNOTATIONS,
         device_annotations: Sequence[str] = DEFAULT_DEVICE_ANNOTATIONS,
     ) -> None:
+        # The configuration as given, so that extended() can build a detector that knows more.
+        self._config: tuple[tuple[str, ...], tuple[str, ...], dict[str, Any]] = (
+            tuple(resource_patterns),
+            tuple(device_classes),
+            {
+                "runtime_classes": runtime_classes,
+                "device_env": device_env,
+                "device_host_paths": device_host_paths,
+                "privileged": privileged,
+                "sharing_annotations": sharing_annotations,
+                "device_annotations": device_annotations,
+            },
+        )
         # Compiled once here: detect() runs for every pod creation in the cluster.
         self._resources = _compile_globs(resource_patterns, "resource_patterns", capacity=True)
         self._classes = _compile_globs(device_classes, "device_classes")
@@ -756,6 +770,22 @@ class AcceleratorDetector:
         # privileged CPU pods outside the excluded namespaces are expected.
         self._privileged = bool(privileged)
         self._sharing_annotations = _names(sharing_annotations, "sharing_annotations")
+
+    def extended(
+        self, *, resource_patterns: Sequence[str] = (), device_classes: Sequence[str] = ()
+    ) -> AcceleratorDetector:
+        """A detector with the same configuration plus more accelerator names.
+
+        `kube-intent review` adds the DeviceClasses it finds in its input (their names, their
+        ``extendedResourceName``), as an operator adds them to the server's lists. Exclusions
+        ("!") still win over an added name.
+        """
+        if isinstance(resource_patterns, str) or isinstance(device_classes, str):
+            raise TypeError("extended() takes sequences of patterns, not a single string")
+        resources, classes, options = self._config
+        return AcceleratorDetector(
+            (*resources, *resource_patterns), (*classes, *device_classes), **options
+        )
 
     def is_accelerator_resource(self, name: str) -> bool:
         """Whether an extended-resource name is a count of accelerator devices."""

@@ -1795,3 +1795,56 @@ def test_claim_references_name_what_a_resolver_must_fetch() -> None:
         ("ResourceClaim", "shared-gpu"),
         ("ResourceClaim", "legacy"),
     ]
+
+
+# --- extended(): a detector that knows more names (review's DeviceClasses) --------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "resource", "expected"),
+    [
+        pytest.param(
+            {"resource_patterns": ["example.com/a100"]}, "example.com/a100", 1, id="resource"
+        ),
+        pytest.param(
+            {"device_classes": ["a100-80gb"]},
+            "deviceclass.resource.kubernetes.io/a100-80gb",
+            1,
+            id="dra-extended-resource",
+        ),
+        pytest.param(
+            {"resource_patterns": ["nvidia.com/rdma_shared"]},
+            "nvidia.com/rdma_shared",
+            0,
+            id="exclusion-still-wins",
+        ),
+        pytest.param({}, "example.com/a100", 0, id="nothing-added"),
+    ],
+)
+def test_extended_detector_adds_names_and_keeps_the_rest(
+    detector: AcceleratorDetector, extra: dict[str, list[str]], resource: str, expected: int
+) -> None:
+    extended = detector.extended(**extra)
+    pod = make_pod(ctr("main", limits={resource: 1, "nvidia.com/gpu": 1}))
+    assert extended.detect(pod).total == 1 + expected
+    # The original is untouched: the admission hot path never sees review's additions.
+    assert detector.detect(pod).total == 1
+    # Everything else configured stays: side doors are still found.
+    side_door = make_pod(ctr("main", env=[{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]))
+    assert [d.kind for d in extended.detect(side_door).side_doors] == ["env"]
+
+
+def test_extended_keeps_a_custom_configuration() -> None:
+    custom = AcceleratorDetector(["example.com/tpu"], [], privileged=False, device_env=())
+    extended = custom.extended(device_classes=["site.example.com"])
+    pod = make_pod(ctr("main", limits={"example.com/tpu": 2}, securityContext={"privileged": True}))
+    workload = extended.detect(pod)
+    assert workload.total == 2
+    assert workload.side_doors == ()  # privileged=False carried over
+    assert extended.is_accelerator_class("site.example.com")
+    assert not custom.is_accelerator_class("site.example.com")
+
+
+def test_extended_refuses_a_bare_string(detector: AcceleratorDetector) -> None:
+    with pytest.raises(TypeError, match="not a single string"):
+        detector.extended(device_classes="gpu.example.com")  # type: ignore[arg-type]

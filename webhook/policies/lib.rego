@@ -192,12 +192,26 @@ workload_summary := "no accelerators" if {
 	[sprintf("%s: %s=%v", [object.get(use, "container", "?"), object.get(use, "resource", "?"), _count(use)]) |
 		some use in workload_accelerators
 	],
-	[sprintf("claim %s: %s=%v", [object.get(claim, "name", "?"), concat("|", _claim_classes(claim)), _count(claim)]) |
-		some claim in accelerator_claims
-	],
+	[_claim_summary(claim) | some claim in accelerator_claims],
 ))
 
 _claim_classes(claim) := [c | some c in claim.deviceClasses; is_string(c)]
+
+# An unresolved claim (its object could not be read) is counted as one device so that the pod
+# stays governed, but that count is a guess: say so rather than print "claim gpus: =1".
+_claim_summary(claim) := sprintf("claim %s: unresolved, counted as %v (%s %q could not be read)", [
+	object.get(claim, "name", "?"), _count(claim), _claim_object_kind(claim), object.get(claim, "objectName", "?"),
+]) if {
+	claim_unresolved(claim)
+} else := sprintf("claim %s: %s=%v", [object.get(claim, "name", "?"), concat("|", _claim_classes(claim)), _count(claim)])
+
+claim_unresolved(claim) if object.get(claim, "resolved", true) == false
+
+_claim_object_kind(claim) := "ResourceClaimTemplate" if {
+	object.get(claim, "source", "") == "resourceClaimTemplateName"
+} else := "ResourceClaim"
+
+unresolved_accelerator_claims := [claim | some claim in accelerator_claims; claim_unresolved(claim)]
 
 # Pod-spec key for a workload.accelerators[].containerType.
 container_list_key := {

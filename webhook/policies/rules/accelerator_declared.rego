@@ -24,10 +24,15 @@ violation contains new_violation("accelerator-declared", "intent.accelerators.co
 	has_intent
 	declared_accelerator_count != workload_total
 	msg := sprintf(
-		"intent declares %v accelerator(s) but the pod uses %v (%s): set intent.accelerators.count to %v, or change the pod's resources",
-		[declared_accelerator_count, workload_total, workload_summary, workload_total],
+		"intent declares %v accelerator(s) but the pod uses %v (%s): %s",
+		[declared_accelerator_count, workload_total, workload_summary, _count_fix],
 	)
 }
+
+# With an unresolved claim the total is a lower bound: declaring it would only be right by luck.
+_count_fix := "create the claim's ResourceClaim or ResourceClaimTemplate before the pod, so that its devices can be counted" if {
+	count(unresolved_accelerator_claims) > 0
+} else := sprintf("set intent.accelerators.count to %v, or change the pod's resources", [workload_total])
 
 violation contains new_violation("accelerator-declared", "intent.accelerators.resource", msg) if {
 	has_intent

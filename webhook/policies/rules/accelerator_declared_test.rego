@@ -47,6 +47,24 @@ test_claim_device_class_must_match_declared_resource if {
 	fx.findings(fx.decide(ok), "accelerator-declared") == []
 }
 
+test_unresolved_claim_is_named_unresolved_not_counted_silently if {
+	inp := object.union(declares_two, {"workload": {"accelerators": [], "total": 1, "claims": [{
+		"name": "gpus", "source": "resourceClaimTemplateName", "objectName": "two-gpus",
+		"deviceClasses": [], "count": 1, "accelerator": true, "resolved": false,
+	}]}})
+	v := fx.only(fx.decide(inp), "accelerator-declared")
+	v.message == `intent declares 2 accelerator(s) but the pod uses 1 (claim gpus: unresolved, counted as 1 (ResourceClaimTemplate "two-gpus" could not be read)): create the claim's ResourceClaim or ResourceClaimTemplate before the pod, so that its devices can be counted`
+}
+
+test_resolved_claim_summary_names_its_classes if {
+	inp := object.union(declares_two, {"workload": {"accelerators": [], "total": 1, "claims": [{
+		"name": "gpus", "source": "resourceClaimName", "objectName": "one-gpu",
+		"deviceClasses": ["gpu.nvidia.com"], "count": 1, "accelerator": true, "resolved": true,
+	}]}})
+	v := fx.only(fx.decide(object.union(inp, {"intent": {"accelerators": {"resource": "gpu.nvidia.com"}}})), "accelerator-declared")
+	contains(v.message, "(claim gpus: gpu.nvidia.com=1): set intent.accelerators.count to 1")
+}
+
 test_not_fired_when_declared_correctly if {
 	fx.findings(fx.base_decision, "accelerator-declared") == []
 }
