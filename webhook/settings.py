@@ -8,7 +8,6 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from identity.grants import token_endpoint_for
 from webhook.detect import (
     DEFAULT_DEVICE_ANNOTATIONS,
     DEFAULT_DEVICE_CLASSES,
@@ -27,74 +26,188 @@ BUNDLED_POLICIES = bundled_policies()
 
 
 class Settings(BaseSettings):
+    """The webhook's settings: `Field(description=...)` is the user-facing text of the
+    `serve --help` flag built from each field (webhook/cli.py), so every field here is a flag
+    and a `KUBE_INTENT_<FIELD>` variable."""
+
     model_config = SettingsConfigDict(env_prefix="KUBE_INTENT_", extra="ignore")
 
-    dev: bool = False
-    host: str = "127.0.0.1"
-    port: int = 8443
-    state_dir: Path = Path(".kube-intent")
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_reload_seconds: float = 5.0
-    # mTLS from the API server (its AdmissionConfiguration kubeconfig): a PEM CA bundle. When
-    # set, /mutate and /validate refuse callers without a certificate it verifies.
-    client_ca: Path | None = None
-    # Optional: the client certificate must name one of these (subject CN or DNS/URI SAN).
-    client_cert_names: tuple[str, ...] = ()
-    # Tokens only for pods whose admission came from an authenticated caller, unless the
-    # operator accepts admissions from anyone who reaches the port (no client CA available).
-    trust_unauthenticated_admissions: bool = False
+    dev: bool = Field(
+        default=False,
+        description="self-signed CA, serving certificate and signing keys in the state dir "
+        "(local use only; kept across restarts, paths printed)",
+    )
+    host: str = Field(default="127.0.0.1", description="listen address")
+    port: int = Field(default=8443, description="listen port")
+    state_dir: Path = Field(
+        default=Path(".kube-intent"),
+        description="certificates, keys and audit.db of --dev and the default audit store",
+    )
+    tls_cert: Path | None = Field(default=None, description="serving certificate (PEM)")
+    tls_key: Path | None = Field(default=None, description="serving certificate's key (PEM)")
+    tls_reload_seconds: float = Field(
+        default=5.0, description="how often the certificate files are checked for a renewal"
+    )
+    client_ca: Path | None = Field(
+        default=None,
+        description="mutual TLS: /mutate and /validate accept only callers with a client "
+        "certificate from this PEM CA bundle (the API server's AdmissionConfiguration)",
+    )
+    client_cert_names: tuple[str, ...] = Field(
+        default=(),
+        description="mutual TLS: the client certificate must name one of these (subject CN or "
+        "DNS/URI SAN)",
+    )
+    # Without a client CA anyone who reaches the port could have a pod "admitted" and get it a
+    # token: the operator has to say so.
+    trust_unauthenticated_admissions: bool = Field(
+        default=False,
+        description="issue tokens for pods admitted by callers without a client certificate "
+        "(only where the API server cannot present one; rely on a NetworkPolicy)",
+    )
 
-    # The policy set pushed into OPA: `policies` (the bundled set unless replaced) plus an
-    # operator's `extra_policies` directory (Rego added, data merged over). Both are polled every
-    # `policy_reload_seconds` and pushed again when they change (docs/policies.md).
-    policies: Path = BUNDLED_POLICIES
-    extra_policies: Path | None = None
-    policy_reload_seconds: float = Field(default=3.0, gt=0)
-    agents: Path | None = None
-    kubeconfig: Path | None = None
-    # An OPA to push into and ask (the chart's sidecar); none: a supervised local one.
-    opa_url: str | None = None
-    # The local OPA's binary (else `opa` on PATH); KUBE_INTENT_OPA_BIN.
-    opa_bin: str | None = None
-    opa_timeout_seconds: float = 1.0
+    policies: Path = Field(
+        default=BUNDLED_POLICIES,
+        description="Rego policy directory pushed into OPA",
+    )
+    extra_policies: Path | None = Field(
+        default=None,
+        description="an operator's Rego and data, loaded with the policies (data merged over "
+        "theirs; docs/policies.md)",
+    )
+    policy_reload_seconds: float = Field(
+        default=3.0, gt=0, description="how often the policy directories are checked for changes"
+    )
+    agents: Path | None = Field(
+        default=None, description="YAML file of Agent registrations (used without a cluster)"
+    )
+    kubeconfig: Path | None = Field(
+        default=None, description="watch Agents and resolve DRA claims in this cluster"
+    )
+    opa_url: str | None = Field(
+        default=None,
+        description="push the policies into this OPA (the chart's sidecar) instead of starting "
+        "a supervised local one",
+    )
+    opa_bin: str | None = Field(
+        default=None, description="OPA binary for the local subprocess (unset: opa on PATH)"
+    )
+    opa_timeout_seconds: float = Field(default=1.0, description="timeout of one OPA query")
 
-    trust_domain: str = "cluster.local"
-    issuer: str = "https://kube-intent.kube-intent.svc"
-    token_endpoint_url: str | None = None
-    # A directory (a mounted Secret) holding active.pem / next.pem / previous.pem; never env.
-    keys_dir: Path | None = None
-    # Audiences access tokens may be minted for; empty allows any but kube-intent's own.
-    token_audiences: tuple[str, ...] = ()
+    trust_domain: str = Field(default="cluster.local", description="SPIFFE trust domain")
+    issuer: str = Field(
+        default="https://kube-intent.kube-intent.svc", description="grant and token issuer URL"
+    )
+    token_endpoint_url: str | None = Field(
+        default=None, description="the /token URL written into grants (unset: ISSUER/token)"
+    )
+    # A mounted Secret: private keys never sit in an environment variable.
+    keys_dir: Path | None = Field(
+        default=None,
+        description="signing keys (active.pem, next.pem, previous.pem): enables grants and "
+        "/token (unset with --dev: keys/ in the state dir, generated once)",
+    )
+    token_audiences: tuple[str, ...] = Field(
+        default=(),
+        description="audiences access tokens may be minted for; none: any but kube-intent's own",
+    )
 
-    audit_db: str | None = None
-    # A file holding the DSN (a mounted Secret): a password never sits in an env variable.
-    audit_db_file: Path | None = None
-    audit_required: bool = True
-    # How often a signed checkpoint of the audit chain's head is logged (needs --keys-dir).
-    audit_checkpoint_seconds: float = 300.0
+    audit_db: str | None = Field(
+        default=None,
+        description="audit store: a SQLite path or a postgresql:// DSN (unset: audit.db in "
+        "the state dir)",
+    )
+    # A mounted Secret: a password never sits in an env variable or on a command line.
+    audit_db_file: Path | None = Field(
+        default=None, description="a file holding the audit store's DSN (wins over --audit-db)"
+    )
+    audit_required: bool = Field(
+        default=True,
+        description="refuse admissions that cannot be recorded (--no-audit-required: admit and "
+        "log the failure)",
+    )
+    audit_checkpoint_seconds: float = Field(
+        default=300.0,
+        description="how often a signed checkpoint of the audit chain's head is logged (needs "
+        "--keys-dir)",
+    )
 
-    # None keeps each rule's own enforcement; a value overrides every rule (staged rollouts).
-    enforcement: Enforcement | None = None
-    # GPU pods are denied when the policy engine cannot answer, unless this is set.
-    fail_open: bool = False
+    # Staged rollouts: one switch moves every rule to warn or dryrun without editing Rego.
+    enforcement: Enforcement | None = Field(
+        default=None,
+        description="every policy refusal (Rego rules and the intent schema) gets this "
+        "enforcement; dryrun and warn refuse no pod and record each would-be denial, minting it "
+        "no grant. Not the API server's request dryRun (unset: each rule's own)",
+    )
+    fail_open: bool = Field(
+        default=False,
+        description="admit GPU pods when the policy engine cannot answer (default: deny them)",
+    )
 
-    max_body_bytes: int = 3 * 1024 * 1024
-    # What makes a pod governed (webhook/detect.py; the chart renders the same lists into the
-    # webhooks' matchConditions, so the API server sends every pod these would flag).
-    accelerator_resources: tuple[str, ...] = DEFAULT_RESOURCE_PATTERNS
-    accelerator_device_classes: tuple[str, ...] = DEFAULT_DEVICE_CLASSES
-    accelerator_runtime_classes: tuple[str, ...] = DEFAULT_RUNTIME_CLASSES
-    accelerator_device_env: tuple[str, ...] = DEFAULT_DEVICE_ENV
-    accelerator_device_host_paths: tuple[str, ...] = DEFAULT_DEVICE_HOST_PATHS
-    # Privileged containers see every device. Turn off only where Pod Security Admission
-    # already refuses them (privileged CPU pods would otherwise be refused as side doors).
-    accelerator_privileged: bool = True
-    accelerator_sharing_annotations: tuple[str, ...] = DEFAULT_SHARING_ANNOTATIONS
-    accelerator_device_annotations: tuple[str, ...] = DEFAULT_DEVICE_ANNOTATIONS
-    log_level: str = "INFO"
+    max_body_bytes: int = Field(
+        default=3 * 1024 * 1024, description="largest request body accepted"
+    )
+    # What makes a pod governed (webhook/detect.py). The chart renders the same lists into the
+    # webhooks' matchConditions, so the API server sends every pod these would flag.
+    accelerator_resources: tuple[str, ...] = Field(
+        default=DEFAULT_RESOURCE_PATTERNS,
+        description="extended resource names (globs) that are accelerators",
+    )
+    accelerator_device_classes: tuple[str, ...] = Field(
+        default=DEFAULT_DEVICE_CLASSES,
+        description="DRA DeviceClass names (globs) that are accelerators",
+    )
+    accelerator_runtime_classes: tuple[str, ...] = Field(
+        default=DEFAULT_RUNTIME_CLASSES,
+        description="RuntimeClass names (globs) that expose accelerators",
+    )
+    accelerator_device_env: tuple[str, ...] = Field(
+        default=DEFAULT_DEVICE_ENV,
+        description="container environment variables that select devices",
+    )
+    accelerator_device_host_paths: tuple[str, ...] = Field(
+        default=DEFAULT_DEVICE_HOST_PATHS,
+        description="hostPath volume paths that are device nodes",
+    )
+    # Privileged containers see every device. Off only where Pod Security Admission already
+    # refuses them (privileged CPU pods would otherwise be refused as side doors).
+    accelerator_privileged: bool = Field(
+        default=True, description="treat privileged containers as using accelerators"
+    )
+    accelerator_sharing_annotations: tuple[str, ...] = Field(
+        default=DEFAULT_SHARING_ANNOTATIONS,
+        description="pod annotations that request a share of an accelerator (e.g. gpu-fraction)",
+    )
+    accelerator_device_annotations: tuple[str, ...] = Field(
+        default=DEFAULT_DEVICE_ANNOTATIONS,
+        description="pod annotations that ask a device plugin or operator for devices",
+    )
+    log_level: str = Field(default="INFO", description="log level")
+    reports: str = Field(
+        default="",
+        description="PolicyReports / openreports Reports written from the audit store "
+        '(docs/reports.md): "" off, "auto" every kind the API server serves, or '
+        '"policyreport,openreports"',
+    )
+    reports_max_results: int = Field(
+        default=500,
+        ge=1,
+        description="results per namespace in a report (the newest decisions are kept)",
+    )
+    reports_interval_seconds: float = Field(
+        default=5.0, gt=0, description="how often reports are brought up to date"
+    )
+    # Bounds the denial series (docs/monitoring.md).
+    metrics_max_namespaces: int = Field(
+        default=200,
+        ge=0,
+        description="distinct namespace label values in metrics before further namespaces "
+        'count as "other"',
+    )
 
-    graceful_shutdown_seconds: int = Field(default=15, ge=0)
+    graceful_shutdown_seconds: int = Field(
+        default=15, ge=0, description="how long in-flight reviews may finish after SIGTERM"
+    )
 
     @cached_property
     def accelerator_detector(self) -> AcceleratorDetector:
@@ -112,6 +225,9 @@ class Settings(BaseSettings):
 
     @property
     def token_endpoint(self) -> str:
+        # Imported here: the CLI builds its flags from this module and must start fast.
+        from identity.grants import token_endpoint_for
+
         return self.token_endpoint_url or token_endpoint_for(self.issuer)
 
     @property
