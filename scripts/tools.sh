@@ -2,8 +2,9 @@
 # scripts/tools.sh — put pinned third-party binaries into <repo>/.tools/bin/.
 #
 # Usage:
-#   scripts/tools.sh              # all tools (opa, etcd, helm, kube-apiserver, kube-controller-manager)
+#   scripts/tools.sh              # all tools (opa, etcd, helm, promtool, kube-apiserver, kube-controller-manager)
 #   scripts/tools.sh opa          # only opa (all the unit/integration tests need)
+#   scripts/tools.sh promtool     # checks the chart's PrometheusRule and dashboard queries
 #   scripts/tools.sh etcd helm    # any subset; kube-apiserver / kube-controller-manager / kubernetes
 #                                 # all select the one kubernetes wrapper module
 #   scripts/tools.sh vegeta       # the load generator bench/bench.py uses (only when asked for)
@@ -33,23 +34,13 @@ TOOLS_SRC="${REPO_ROOT}/tools"
 BIN_DIR="${REPO_ROOT}/.tools/bin"
 CACHE_ROOT="${KUBE_INTENT_TOOLS_CACHE:-${HOME}/.cache/kube-intent/tools}"
 
-# ---------------------------------------------------------------------------
-# Pinned versions. Changing one also means updating tools/<tool>/go.mod
-# (go get <module>@<version> && go mod tidy); the cache key follows go.mod.
-# ---------------------------------------------------------------------------
-OPA_VERSION="v1.22.3"        # github.com/open-policy-agent/opa
-ETCD_VERSION="v3.6.16"       # go.etcd.io/etcd/server/v3 (kube 1.34 is tested against etcd 3.6.x)
-HELM_VERSION="v3.19.5"       # helm.sh/helm/v3
-HELM_GIT_COMMIT="4a19a5b6fb912c5c28a779e73f2e0880d9e239a4"  # tag v3.19.5, from the module proxy's .info
-KUBE_VERSION="v1.34.4"       # k8s.io/kubernetes (staging modules replaced with v0.34.4)
-# Commit time of the v1.34.4 tag (module proxy .info); used as a fixed
-# buildDate so the binary is reproducible instead of stamped with "now".
-KUBE_BUILD_DATE="2026-02-10T19:32:20Z"
-VEGETA_VERSION="v12.13.0"    # github.com/tsenart/vegeta/v12 (open-loop HTTP load generator, bench/)
+# Pinned versions: tools/versions.env, the one place they are written.
+# shellcheck source=../tools/versions.env
+source "${TOOLS_SRC}/versions.env"
 
 # Build order: opa first, because it is all most test runs need; the kube
 # build (10+ minutes on 2 cores) last.
-ALL_TOOLS=(opa etcd helm kubernetes)
+ALL_TOOLS=(opa etcd helm promtool kubernetes)
 # Built only when named: the benchmark's load generator (no test needs it).
 EXTRA_TOOLS=(vegeta)
 
@@ -64,6 +55,7 @@ tool_version() {
     helm) echo "${HELM_VERSION}" ;;
     kubernetes) echo "${KUBE_VERSION}" ;;
     vegeta) echo "${VEGETA_VERSION}" ;;
+    promtool) echo "${PROMTOOL_VERSION}" ;;
   esac
 }
 
@@ -80,6 +72,7 @@ tool_binaries() {
       echo "kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager"
       ;;
     vegeta) echo "vegeta=github.com/tsenart/vegeta/v12" ;;
+    promtool) echo "promtool=github.com/prometheus/prometheus/cmd/promtool" ;;
   esac
 }
 
@@ -126,6 +119,13 @@ tool_ldflags() {
       # main.Version/Commit/Date are what its Makefile stamps (from git, which we do not have).
       x+=("-X main.Version=${VEGETA_VERSION}")
       ;;
+    promtool)
+      # What Prometheus' Makefile (promu) stamps; the revision is the tag (no git checkout).
+      local pv=github.com/prometheus/common/version
+      x+=("-X ${pv}.Version=${PROMTOOL_RELEASE}"
+          "-X ${pv}.Revision=${PROMTOOL_VERSION}"
+          "-X ${pv}.Branch=HEAD")
+      ;;
   esac
   echo "-s -w ${x[*]:-}"
 }
@@ -139,6 +139,7 @@ binary_check() {
     helm) echo "version --template {{.Version}}|${HELM_VERSION}" ;;
     kube-apiserver | kube-controller-manager) echo "--version|Kubernetes ${KUBE_VERSION}" ;;
     vegeta) echo "-version|Version: ${VEGETA_VERSION}" ;;
+    promtool) echo "--version|promtool, version ${PROMTOOL_RELEASE} (branch: HEAD, revision: ${PROMTOOL_VERSION})" ;;
   esac
 }
 
@@ -299,13 +300,14 @@ resolve_tool() {
     opa | etcd | helm | kubernetes) echo "$1" ;;
     kube | kube-apiserver | kube-controller-manager) echo kubernetes ;;
     vegeta) echo vegeta ;;
-    *) die "unknown tool '$1' (known: opa etcd helm kube-apiserver kube-controller-manager vegeta)" ;;
+    promtool) echo promtool ;;
+    *) die "unknown tool '$1' (known: opa etcd helm promtool kube-apiserver kube-controller-manager vegeta)" ;;
   esac
 }
 
 main() {
   local requested=() tool arg t summary=() bins status
-  case "${1:-}" in -h | --help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+  case "${1:-}" in -h | --help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
   if (($# == 0)); then
     requested=("${ALL_TOOLS[@]}")

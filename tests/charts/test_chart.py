@@ -33,6 +33,7 @@ from tests.e2e.kube import (
     server_side_apply,
     wait_crd_established,
 )
+from tests.support.versions import pinned
 from webhook.opa_process import policy_engine
 from webhook.policy import OpaPolicyEngine
 from webhook.settings import Settings
@@ -41,7 +42,7 @@ VALUES = Path(__file__).parent / "values"
 VALUES_FILES = sorted(p.stem for p in VALUES.glob("*.yaml"))
 RELEASE = "kube-intent"
 NAMESPACE = "kube-intent"
-OPA_IMAGE = "openpolicyagent/opa:1.22.3-static"
+OPA_IMAGE = "openpolicyagent/opa:" + pinned()["OPA_VERSION"].removeprefix("v") + "-static"
 
 Objects = list[dict[str, Any]]
 STATUS_WEBHOOK = "pods-status.validate.kube-intent.io"
@@ -731,7 +732,7 @@ EXPECTED_RULES = [
 
 def test_rbac_is_least_privilege() -> None:
     objects = render("defaults")
-    role = one(objects, "ClusterRole")
+    role = one(objects, "ClusterRole", RELEASE)
     assert role["rules"] == EXPECTED_RULES
     for rule in role["rules"]:
         assert "*" not in rule["apiGroups"] + rule["resources"] + rule["verbs"]

@@ -1,0 +1,1 @@
+"""Helpers tests share (builders, clients, servers); fixtures stay in the conftest.py files."""
