@@ -7,7 +7,9 @@ through the dependencies in webhook/deps.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -15,6 +17,7 @@ from identity.exchange import TokenExchange
 from identity.registry import AgentRegistry
 from webhook.audit.store import AuditStore
 from webhook.audit_api import AccessReviewer
+from webhook.capacity import Capacity
 from webhook.claim_guard import ClaimGuard, claims_handler
 from webhook.client_auth import ClientCertificates
 from webhook.decision import Decider
@@ -75,13 +78,25 @@ def create_app(
             keys=keys,
         ),
         claim_review=claims_handler(claim_guard),
+        capacity=Capacity(settings.max_inflight_reviews, settings.max_queue_seconds),
         tokens=tokens,
         audit_store=audit_store,
         audit_access=audit_access,
         ready_checks=ready_checks,
         client_certificates=client_certificates,
     )
-    app = FastAPI(title="kube-intent", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watch = asyncio.create_task(state.capacity.watch())
+        try:
+            yield
+        finally:
+            watch.cancel()
+
+    app = FastAPI(
+        title="kube-intent", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
     app.state.kube_intent = state
     for router in (admission.router, token_routes.router, health.router, audit.router):
         app.include_router(router)

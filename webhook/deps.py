@@ -17,6 +17,7 @@ from identity.keys import KeySet
 from webhook.admission import AdmissionRequest
 from webhook.audit.store import AuditStore
 from webhook.audit_api import AccessReviewer
+from webhook.capacity import Capacity
 from webhook.client_auth import ClientCertificates
 from webhook.decision import Decider, RequestInfo, Verdict
 from webhook.detect import ClaimResolver
@@ -83,6 +84,8 @@ class AppState:
     admission: Services
     # /validate-claims: the claim guard's review (webhook/claim_guard.py).
     claim_review: ReviewHandler
+    # When a review is refused at once rather than queued (webhook/capacity.py).
+    capacity: Capacity
     tokens: TokenExchange | None = None
     audit_store: AuditStore | None = None
     audit_access: AccessReviewer | None = None

@@ -74,7 +74,7 @@ class Metrics:
         self.requests = Counter(
             "kube_intent_admission_requests",
             "Admission requests by webhook, operation and outcome "
-            "(allowed, denied, passthrough, rejected, error)",
+            "(allowed, denied, passthrough, rejected, error, shed)",
             ["webhook", "operation", "decision"],
             registry=r,
         )
@@ -170,6 +170,10 @@ class Metrics:
                 namespace_label = self.namespace_label(namespace)
                 agent_label = self.agent_label(identity)
             self._denials(webhook, rule, namespace_label, agent_label).inc()
+
+    def shed(self, webhook: str) -> None:
+        """A review refused unread because the webhook was at capacity."""
+        self._requests(webhook, "", "shed").inc()
 
     def namespace_label(self, namespace: str) -> str:
         """The namespace itself for the first `max_namespaces` seen; `other` after that."""

@@ -147,6 +147,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=3 * 1024 * 1024, description="largest request body accepted"
     )
+    # Past capacity, queueing only turns every review into an API server timeout; refusing the
+    # excess at once keeps the rest inside it (routes/admission.py).
+    max_inflight_reviews: int = Field(
+        default=128,
+        ge=1,
+        description="admission reviews answered at once; /mutate beyond this (and /validate "
+        "beyond twice this, to finish pods already mutated) get 429 at once",
+    )
+    max_queue_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="when the CPU is the limit: /mutate gets 429 at once while a review would "
+        "wait longer than this before being read (/validate: twice this)",
+    )
     # What makes a pod governed (webhook/detect.py). The chart renders the same lists into the
     # webhooks' matchConditions, so the API server sends every pod these would flag.
     accelerator_resources: tuple[str, ...] = Field(

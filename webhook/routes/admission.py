@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 from identity import jsonio
 from webhook import admission
 from webhook.admission import ReviewParseError, parse_review
+from webhook.capacity import Capacity
 from webhook.claim_guard import CLAIMS_PATH
 from webhook.deps import CallerDep, ReviewHandler, Services, ServicesDep, StateDep
 from webhook.incidents import SEE_LOG, report
@@ -41,6 +42,14 @@ ERR_INTERNAL = "kube-intent could not evaluate this pod; it was denied to fail s
 LARGE_BODY_BYTES = 256 * 1024
 LARGE_BODIES_AT_ONCE = 1
 
+ERR_AT_CAPACITY = (
+    "kube-intent is at capacity ({inflight} admission reviews in progress): this one was refused "
+    "at once rather than queued past the API server's timeout; the pod's controller retries it. "
+    'Operators: add CPU or replicas (see kube_intent_admission_requests_total{{decision="shed"}})'
+)
+# A pod already through /mutate is finished first: /validate sheds only at this multiple.
+VALIDATE_SHARE = 2
+
 router = APIRouter()
 
 
@@ -58,7 +67,7 @@ async def mutate(request: Request, services: ServicesDep, caller: CallerDep) -> 
     if caller.refused:
         return caller_refused(request)
     handler = partial(handle_mutate, authenticated=caller.authenticated)
-    return await _review(request, services, handler)
+    return await _within_capacity(request, services, handler, "mutate", share=1)
 
 
 @router.post("/validate")
@@ -66,7 +75,7 @@ async def validate(request: Request, services: ServicesDep, caller: CallerDep) -
     if caller.refused:
         return caller_refused(request)
     handler = partial(handle_validate, authenticated=caller.authenticated)
-    return await _review(request, services, handler)
+    return await _within_capacity(request, services, handler, "validate", share=VALIDATE_SHARE)
 
 
 @router.post(CLAIMS_PATH)
@@ -74,7 +83,8 @@ async def validate_claims(request: Request, state: StateDep, caller: CallerDep) 
     # DRA claims and templates: an accelerator class only for pods admitted to hold it.
     if caller.refused:
         return caller_refused(request)
-    return await _review(request, state.admission, state.claim_review)
+    handler = state.claim_review
+    return await _within_capacity(request, state.admission, handler, "claims", share=VALIDATE_SHARE)
 
 
 def caller_refused(request: Request) -> Response:
@@ -83,6 +93,22 @@ def caller_refused(request: Request) -> Response:
         "admission review refused: no client certificate", extra={"fields": {"peer": client}}
     )
     return JSONResponse({"error": ERR_CLIENT_CERT}, status_code=401)
+
+
+async def _within_capacity(
+    request: Request, services: Services, handler: ReviewHandler, webhook: str, *, share: int
+) -> Response:
+    capacity: Capacity = request.app.state.kube_intent.capacity
+    if capacity.full(share):
+        capacity.refuse()
+        services.metrics.shed(webhook)
+        message = ERR_AT_CAPACITY.format(inflight=capacity.in_flight)
+        return JSONResponse({"error": message}, status_code=429, headers={"Retry-After": "1"})
+    capacity.admit()
+    try:
+        return await _review(request, services, handler)
+    finally:
+        capacity.done()
 
 
 def _large_bodies(request: Request) -> asyncio.Semaphore:
