@@ -1,6 +1,6 @@
 """`bench.py --apiserver`: what the webhook adds to a pod CREATE through a real kube-apiserver.
 
-The e2e tests' control plane (tests/e2e/cluster.py: etcd, kube-apiserver with mutual TLS to
+The e2e tests' control plane (tests/support/cluster.py: etcd, kube-apiserver with mutual TLS to
 webhooks, kube-controller-manager), the chart installed in webhook.url mode, the Agents of
 examples/agents.yaml, and `kube-intent serve` with signing keys and the cluster's Agents, as the
 e2e `keyed_webhook` fixture runs it. Then, one after the other, N CREATEs of distinct pods:
@@ -26,27 +26,23 @@ from kubernetes.client.exceptions import ApiException
 
 from bench import pods
 from bench.bench import build_tools, log, quantile
-from tests.e2e.cluster import WEBHOOK_CLIENT_NAME, Cluster, free_port, running_cluster
-from tests.e2e.conftest import (
-    EXAMPLES,
-    RELEASE,
-    RELEASE_NAMESPACE,
-    SERVICE_ACCOUNTS,
-    Endpoint,
-    WebhookServer,
-    service_account_kubeconfig,
-    start_webhook,
-    wait_until_called,
-)
-from tests.e2e.kube import (
-    CHART,
+from tests.support.cluster import WEBHOOK_CLIENT_NAME, Cluster, free_port, running_cluster
+from tests.support.helm import CHART, helm
+from tests.support.kube import (
     ensure_namespace,
     ensure_service_account,
-    helm,
-    load_yaml,
     server_side_apply,
     wait_crd_established,
     wait_until,
+)
+from tests.support.manifests import SERVICE_ACCOUNTS, load_yaml
+from tests.support.paths import EXAMPLES
+from tests.support.release import RELEASE, RELEASE_NAMESPACE, service_account_kubeconfig
+from tests.support.webhook_process import (
+    Endpoint,
+    WebhookServer,
+    start_webhook,
+    wait_until_called,
 )
 from webhook.tls import ensure_dev_certificates
 

@@ -38,8 +38,8 @@ sys.path.insert(0, str(REPO))
 
 from bench import pods  # noqa: E402
 from identity.registry import load_registry_file  # noqa: E402
-from tests.support.cluster import WEBHOOK_CLIENT_NAME, generate_pki  # noqa: E402
 from tests.support.admission import apply_patch  # noqa: E402
+from tests.support.cluster import WEBHOOK_CLIENT_NAME, generate_pki  # noqa: E402
 from webhook.admission import parse_review  # noqa: E402
 from webhook.admit import request_info  # noqa: E402
 from webhook.decision import Decider  # noqa: E402

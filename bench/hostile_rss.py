@@ -32,7 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from identity.intent import INTENT_ANNOTATION  # noqa: E402
-from tests.conftest import EXAMPLES, example_pod, review  # noqa: E402
+from tests.support.admission import review  # noqa: E402
+from tests.support.manifests import example_pod  # noqa: E402
+from tests.support.paths import EXAMPLES  # noqa: E402
 from webhook.opa_process import free_port  # noqa: E402
 
 VALID_INTENT = {

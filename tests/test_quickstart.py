@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 from webhook.opa_process import free_port
 
 QUICKSTART = re.compile(r"<!-- quickstart\b[^>]*-->(.*?)<!-- /quickstart -->", re.DOTALL)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e import fixtures
-from tests.e2e.cluster import Cluster
-from tests.e2e.fixtures import pytest_runtest_makereport  # noqa: F401 - a hook for this dir
+from tests.support import control_plane
+from tests.support.cluster import Cluster
+from tests.support.control_plane import pytest_runtest_makereport  # noqa: F401 - a hook for this dir
 
 
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Cluster:
-    return fixtures.shared_cluster(request.config)
+    return control_plane.shared_cluster(request.config)

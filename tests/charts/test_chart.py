@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import functools
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,120 +16,57 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from identity.keys import KeySet
 from identity.registry import AcceleratorBudget, AgentSpec
-from tests.e2e import fixtures
-from tests.e2e.cluster import REPO, Cluster
-from tests.e2e.kube import (
-    CHART,
+from tests.support import control_plane
+from tests.support.chart import (
+    CLAIMS_WEBHOOK,
+    NAMESPACE,
+    STATUS_WEBHOOK,
+    VALUES,
+    Objects,
+    all_containers,
+    container,
+    env,
+    kinds,
+    one,
+    pod_spec,
+    render,
+    render_error,
+    run_helm,
+    stand_in_crd,
+    webhooks,
+)
+from tests.support.cluster import Cluster
+from tests.support.helm import CHART, helm
+from tests.support.kube import (
     api_error,
     documents,
     ensure_namespace,
-    helm,
+    present,
     server_side_apply,
     wait_crd_established,
 )
+from tests.support.paths import REPO
 from tests.support.versions import pinned
 from webhook.opa_process import policy_engine
 from webhook.policy import OpaPolicyEngine
 from webhook.settings import Settings
 
-VALUES = Path(__file__).parent / "values"
 VALUES_FILES = sorted(p.stem for p in VALUES.glob("*.yaml"))
 RELEASE = "kube-intent"
-NAMESPACE = "kube-intent"
 OPA_IMAGE = "openpolicyagent/opa:" + pinned()["OPA_VERSION"].removeprefix("v") + "-static"
-
-Objects = list[dict[str, Any]]
-STATUS_WEBHOOK = "pods-status.validate.kube-intent.io"
-CLAIMS_WEBHOOK = "claims.validate.kube-intent.io"
 
 
 @pytest.fixture(autouse=True)
 def _helm() -> None:
-    fixtures.require_tools(["helm"])
-
-
-def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
-    return helm(*args, home=Path("/tmp/kube-intent-chart-tests-helm"), check=False)
-
-
-@functools.cache
-def _render(values: str | None, sets: tuple[str, ...], namespace: str, crds: bool) -> str:
-    args = ["template", RELEASE, str(CHART), f"--namespace={namespace}"]
-    if values:
-        args.append(f"--values={VALUES / values}.yaml")
-    args += [f"--set={s}" for s in sets]
-    if crds:
-        args.append("--include-crds")
-    result = run_helm(*args)
-    if result.returncode != 0:
-        raise RenderError(result.stderr)
-    return result.stdout
-
-
-class RenderError(Exception):
-    pass
-
-
-def render(
-    values: str | None = None, *sets: str, namespace: str = NAMESPACE, crds: bool = False
-) -> Objects:
-    return documents(_render(values, sets, namespace, crds))
-
-
-def render_error(values: str | None = None, *sets: str) -> str:
-    with pytest.raises(RenderError) as caught:
-        render(values, *sets)
-    return str(caught.value)
-
-
-def one(objects: Objects, kind: str, name: str | None = None) -> dict[str, Any]:
-    found = [
-        o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
-    ]
-    assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
-    return found[0]
-
-
-def kinds(objects: Objects) -> set[str]:
-    return {o["kind"] for o in objects}
-
-
-def pod_spec(objects: Objects) -> dict[str, Any]:
-    spec: dict[str, Any] = one(objects, "Deployment")["spec"]["template"]["spec"]
-    return spec
-
-
-def all_containers(objects: Objects) -> list[dict[str, Any]]:
-    spec = pod_spec(objects)
-    found: list[dict[str, Any]] = spec.get("initContainers", []) + spec["containers"]
-    return found
-
-
-def container(objects: Objects, name: str) -> dict[str, Any]:
-    [found] = [c for c in all_containers(objects) if c["name"] == name]
-    return found
-
-
-def env(objects: Objects) -> dict[str, Any]:
-    return {e["name"]: e for e in container(objects, "webhook").get("env", [])}
-
-
-def webhooks(objects: Objects) -> list[tuple[str, dict[str, Any]]]:
-    """The pod webhooks (the DRA claims and pods/status webhooks have their own tests)."""
-    return [
-        (o["kind"], w)
-        for o in objects
-        if o["kind"] in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
-        for w in o["webhooks"]
-        if w["name"] not in (CLAIMS_WEBHOOK, STATUS_WEBHOOK)
-    ]
+    control_plane.require_tools(["helm"])
 
 
 def validating_webhook(objects: Objects, name: str) -> dict[str, Any]:
+    hook: dict[str, Any]
     [hook] = [
         w for w in one(objects, "ValidatingWebhookConfiguration")["webhooks"] if w["name"] == name
     ]
@@ -692,10 +627,12 @@ def test_signing_keys_are_p256_generated_once_and_kept() -> None:
     secret = one(objects, "Secret", f"{RELEASE}-signing-keys")
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert set(secret["data"]) == {"active.pem", "next.pem"}
-    keys = [load_pem_private_key(base64.b64decode(v), None) for v in secret["data"].values()]
-    for key in keys:
+    keys: list[ec.EllipticCurvePrivateKey] = []
+    for pem in secret["data"].values():
+        key = load_pem_private_key(base64.b64decode(pem), None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         assert key.curve.name == "secp256r1"
+        keys.append(key)
     assert keys[0].private_numbers() != keys[1].private_numbers()
     # Helm writes SEC1 ("EC PRIVATE KEY") PEM, not PKCS8: the webhook's key loader takes both.
     key_set = KeySet.from_pems({k: base64.b64decode(v) for k, v in secret["data"].items()})
@@ -778,32 +715,6 @@ STAND_IN_CRDS = [
 ]
 
 
-def stand_in_crd(group: str, kind: str, plural: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
-
-
 @pytest.fixture(scope="module")
 def api_for_dry_run(cluster: Cluster) -> Any:
     api = cluster.api_client()
@@ -862,11 +773,14 @@ def test_helm_upgrade_keeps_the_webhook_ca_and_reinstall_keeps_the_signing_keys(
     def run(*args: str) -> None:
         helm(*args, kubeconfig=cluster.kubeconfig, home=tmp_path)
 
-    def state() -> tuple[dict[str, str], dict[str, str], bytes]:
+    def state() -> tuple[dict[str, bytes | str], dict[str, bytes | str], bytes | str]:
         tls = core.read_namespaced_secret(f"{release}-kube-intent-tls", namespace).data
         keys = core.read_namespaced_secret(f"{release}-kube-intent-signing-keys", namespace).data
         config = admission.read_validating_webhook_configuration(f"{release}-kube-intent")
-        return tls, keys, config.webhooks[0].client_config.ca_bundle
+        [webhook, *_] = present(config.webhooks, "webhooks")
+        ca_bundle = webhook.client_config.ca_bundle
+        assert ca_bundle is not None, "the webhook configuration has no caBundle"
+        return present(tls, "TLS Secret data"), present(keys, "signing keys data"), ca_bundle
 
     run("install", release, str(CHART), "--create-namespace", *common)
     try:
@@ -876,7 +790,7 @@ def test_helm_upgrade_keeps_the_webhook_ca_and_reinstall_keeps_the_signing_keys(
         run("upgrade", release, str(CHART), *common, "--set=webhook.timeoutSeconds=2")
         assert state() == (tls, keys, ca_bundle)
         config = admission.read_validating_webhook_configuration(f"{release}-kube-intent")
-        assert config.webhooks[0].timeout_seconds == 2  # the upgrade did apply
+        assert present(config.webhooks, "webhooks")[0].timeout_seconds == 2  # the upgrade did apply
 
         run("uninstall", release, f"--namespace={namespace}", "--wait")
         # helm.sh/resource-policy: keep

@@ -7,24 +7,24 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
-from tests.charts.test_chart import env, render, render_error, webhooks
-from tests.e2e.cluster import Cluster
-from tests.e2e.kube import (
-    CHART,
+from tests.support.chart import env, render, render_error, webhooks
+from tests.support.cluster import Cluster
+from tests.support.helm import CHART
+from tests.support.kube import (
     api_error,
     ensure_namespace,
     ensure_service_account,
     server_side_apply,
     wait_until,
 )
+from tests.support.paths import DATA
 from webhook.detect import (
     DEFAULT_DEVICE_ANNOTATIONS,
     DEFAULT_DEVICE_CLASSES,
@@ -39,7 +39,7 @@ from webhook.detect import (
 )
 from webhook.settings import Settings
 
-MANIFESTS = Path(__file__).resolve().parent.parent / "data" / "manifests"
+MANIFESTS = DATA / "manifests"
 CONDITION = "requests-accelerators"
 
 # .Values.accelerators key -> (webhook setting, its default).

@@ -15,20 +15,17 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.charts.test_chart import NAMESPACE, RELEASE, kinds, one, render, stand_in_crd
-from tests.conftest import AppClient, example_pod, review
-from tests.e2e import fixtures
-from tests.e2e.cluster import Cluster, find_binary
-from tests.e2e.kube import (
-    CHART,
-    api_error,
-    ensure_namespace,
-    server_side_apply,
-    wait_crd_established,
-)
+from tests.support import control_plane
+from tests.support.admission import AppClient, review
+from tests.support.chart import NAMESPACE, kinds, one, render, stand_in_crd
+from tests.support.cluster import Cluster, find_binary
+from tests.support.helm import CHART
+from tests.support.kube import api_error, ensure_namespace, server_side_apply, wait_crd_established
+from tests.support.manifests import example_pod
+from tests.support.release import RELEASE
 
 ENABLED = ("monitoring.dashboard.enabled=true", "monitoring.prometheusRule.enabled=true")
 DASHBOARD = CHART / "dashboards" / "kube-intent.json"
@@ -48,12 +45,12 @@ METRIC = re.compile(r"\b(kube_intent_[a-z0-9_]+|up)\b(?!\s*\()")
 
 @pytest.fixture(autouse=True)
 def _helm() -> None:
-    fixtures.require_tools(["helm"])
+    control_plane.require_tools(["helm"])
 
 
 @pytest.fixture
 def promtool() -> str:
-    fixtures.require_tools(["promtool"])
+    control_plane.require_tools(["promtool"])
     binary = find_binary("promtool")
     assert binary is not None
     return binary

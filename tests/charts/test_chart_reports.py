@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.charts.test_chart import env, one, render, render_error
-from tests.e2e.cluster import Cluster
-from tests.e2e.kube import ensure_namespace, server_side_apply
+from tests.support.chart import env, one, render, render_error
+from tests.support.cluster import Cluster
+from tests.support.kube import ensure_namespace, server_side_apply
 from webhook.reports import report_kinds
 from webhook.settings import Settings
 

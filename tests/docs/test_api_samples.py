@@ -33,8 +33,8 @@ import pytest
 
 from identity.grants import GrantIssuer
 from identity.keys import KeySet, generate_keys
-from tests.conftest import EXAMPLES, REPO, AppClient
-from tests.identity.support import apply_patch
+from tests.support.admission import AppClient, apply_patch
+from tests.support.paths import EXAMPLES, REPO
 from webhook.grants import VerdictGrants
 
 DOC = REPO / "docs" / "api.md"

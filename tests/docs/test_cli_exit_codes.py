@@ -17,7 +17,6 @@ import shutil
 import sqlite3
 import string
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,10 @@ import click
 import pytest
 
 from identity.keys import generate_keys
-from tests.conftest import REPO, AppClient, example_pod, review
+from tests.support.admission import AppClient, review
+from tests.support.cli import run_cli
+from tests.support.manifests import example_pod
+from tests.support.paths import REPO
 from webhook.audit import AuditLog, open_store
 from webhook.cli import main
 from webhook.metrics import Metrics
@@ -244,15 +246,7 @@ async def build(name: str, tmp: Path, make_client: AppClient) -> Path:
 def cli(argv: str) -> subprocess.CompletedProcess[str]:
     # No KUBE_INTENT_* from the caller's shell: every case says what it sets.
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE_INTENT_")}
-    return subprocess.run(
-        [sys.executable, "-m", "webhook", *argv.split()],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(*argv.split(), env=env)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.command}: {c.case}" for c in CASES])

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
-from tests.e2e import fixtures
+from tests.support import control_plane
+from tests.support.paths import REPO
 from webhook.tls import ensure_dev_certificates
 
 DOC = REPO / "docs" / "install.md"
@@ -24,7 +24,7 @@ WEBHOOK_KINDS = {"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration
 
 @pytest.fixture(autouse=True)
 def _helm() -> None:
-    fixtures.require_tools(["helm"])
+    control_plane.require_tools(["helm"])
 
 
 def documented_command() -> str:

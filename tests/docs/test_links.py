@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 DOCS = sorted(p.relative_to(REPO).as_posix() for p in [REPO / "README.md", *REPO.glob("docs/*.md")])
 # [text](target) outside code; external URLs and pure anchors are not files.

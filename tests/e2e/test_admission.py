@@ -14,25 +14,26 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.cluster import free_port
-from tests.e2e.conftest import (
-    EXAMPLES,
-    GPU_PROBE_POD,
-    Release,
-    WebhookServer,
-    wait_until_called,
-)
-from tests.e2e.kube import (
-    CHART,
+from tests.support.cluster import free_port
+from tests.support.helm import CHART
+from tests.support.kube import (
+    annotations_of,
     api_error,
+    as_body,
     ensure_service_account,
-    load_yaml,
+    json_object,
+    metadata_of,
+    present,
     server_side_apply,
     wait_until,
 )
-from tests.e2e.pods import quantities_as_strings
+from tests.support.manifests import load_yaml
+from tests.support.paths import EXAMPLES
+from tests.support.pods import deployment_of, example
+from tests.support.release import Release, can
+from tests.support.webhook_process import GPU_PROBE_POD, WebhookServer, wait_until_called
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("webhook")]
 
@@ -40,11 +41,6 @@ SPIFFE_ANNOTATION = "kube-intent.io/spiffe-id"
 DIGEST_ANNOTATION = "kube-intent.io/intent-digest"
 INTENT_ANNOTATION = "kube-intent.io/intent"
 AGENT_CRD = CHART / "crds" / "agents.kube-intent.io.yaml"
-
-
-def example(name: str, kind: str = "Pod") -> dict[str, Any]:
-    [doc] = [d for d in load_yaml(EXAMPLES / "pods" / f"{name}.yaml") if d["kind"] == kind]
-    return quantities_as_strings(copy.deepcopy(doc))
 
 
 def example_pod(name: str, pod_name: str | None = None) -> dict[str, Any]:
@@ -57,7 +53,7 @@ def example_pod(name: str, pod_name: str | None = None) -> dict[str, Any]:
 def denial(core: client.CoreV1Api, pod: dict[str, Any], **kwargs: Any) -> tuple[int, str]:
     namespace = pod["metadata"]["namespace"]
     with pytest.raises(ApiException) as caught:
-        core.create_namespaced_pod(namespace, pod, **kwargs)
+        core.create_namespaced_pod(namespace, as_body(pod), **kwargs)
     status = api_error(caught.value)
     return caught.value.status, str(status.get("message", ""))
 
@@ -79,14 +75,14 @@ def test_gpu_pod_with_a_valid_intent_is_admitted_and_carries_the_mutation(
     core: client.CoreV1Api,
 ) -> None:
     pod = example_pod("allowed-vllm-llama")
-    created = core.create_namespaced_pod("ml-serving", pod)
+    created = core.create_namespaced_pod("ml-serving", as_body(pod))
 
-    annotations = created.metadata.annotations
+    annotations = annotations_of(created)
     assert annotations[SPIFFE_ANNOTATION] == "spiffe://cluster.local/ns/ml-serving/sa/support-bot"
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", annotations[DIGEST_ANNOTATION])
     assert annotations[INTENT_ANNOTATION] == pod["metadata"]["annotations"][INTENT_ANNOTATION]
     stored = core.read_namespaced_pod(pod["metadata"]["name"], "ml-serving")
-    assert stored.metadata.annotations[DIGEST_ANNOTATION] == annotations[DIGEST_ANNOTATION]
+    assert annotations_of(stored)[DIGEST_ANNOTATION] == annotations[DIGEST_ANNOTATION]
 
 
 # -- refused with the policy's message ----------------------------------------------------------
@@ -142,10 +138,10 @@ def test_pod_without_accelerators_is_created_without_calling_the_webhook(
 ) -> None:
     before = webhook.calls()
     pod = example_pod("passthrough-cpu")
-    created = core.create_namespaced_pod("ml-serving", pod)
+    created = core.create_namespaced_pod("ml-serving", as_body(pod))
 
     assert webhook.calls() == before
-    assert SPIFFE_ANNOTATION not in (created.metadata.annotations or {})
+    assert SPIFFE_ANNOTATION not in (metadata_of(created).annotations or {})
 
 
 def _container(resources: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
@@ -316,7 +312,7 @@ def test_match_conditions_send_exactly_the_accelerator_pods(
 ) -> None:
     before = webhook.calls()
     try:
-        core.create_namespaced_pod("ml-serving", copy.deepcopy(pod), dry_run="All")
+        core.create_namespaced_pod("ml-serving", as_body(copy.deepcopy(pod)), dry_run="All")
         outcome = "admitted"
     except ApiException as exc:
         outcome = str(api_error(exc).get("message"))
@@ -352,10 +348,10 @@ def test_server_side_dry_run_is_decided_and_stores_nothing(
 ) -> None:
     pod = example_pod("allowed-vllm-llama")
     name = pod["metadata"]["name"]
-    answer = core.create_namespaced_pod("ml-serving", pod, dry_run="All")
+    answer = core.create_namespaced_pod("ml-serving", as_body(pod), dry_run="All")
 
     # The API server ran the whole chain (mutation included) and returned the would-be pod...
-    assert answer.metadata.annotations[SPIFFE_ANNOTATION].endswith("/sa/support-bot")
+    assert annotations_of(answer)[SPIFFE_ANNOTATION].endswith("/sa/support-bot")
     # ...without storing it.
     assert not pod_exists(core, "ml-serving", name)
     decisions = wait_until(
@@ -396,12 +392,12 @@ def test_server_side_dry_run_leaves_no_audit_row(
     core: client.CoreV1Api, webhook: WebhookServer
 ) -> None:
     real = example_pod("allowed-vllm-llama")
-    core.create_namespaced_pod("ml-serving", real)
+    core.create_namespaced_pod("ml-serving", as_body(real))
     db = webhook.state_dir / "audit.db"
     if not db.exists():
         pytest.skip(f"kube-intent serve keeps no audit log yet ({db} was not created)")
     dry = example_pod("allowed-vllm-llama")
-    core.create_namespaced_pod("ml-serving", dry, dry_run="All")
+    core.create_namespaced_pod("ml-serving", as_body(dry), dry_run="All")
 
     by_name = {d["name"]: d["uid"] for d in _decisions(webhook)}
     uids = _audit_uids(db)
@@ -417,33 +413,23 @@ def test_deployment_pods_are_refused_and_the_replicaset_reports_failed_create(
 ) -> None:
     template = example("denied-intent-required")
     name = f"no-intent-{uuid.uuid4().hex[:6]}"
-    labels = {**template["metadata"]["labels"], "app": name}
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "ml-serving"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": labels}, "spec": template["spec"]},
-        },
-    }
+    deployment = deployment_of(template, name, "ml-serving")
     apps = client.AppsV1Api(api)
-    apps.create_namespaced_deployment("ml-serving", deployment)
+    apps.create_namespaced_deployment("ml-serving", as_body(deployment))
     try:
 
         def failed_create() -> list[Any]:
             events = core.list_namespaced_event(
                 "ml-serving", field_selector="involvedObject.kind=ReplicaSet,reason=FailedCreate"
             ).items
-            return [e for e in events if e.involved_object.name.startswith(f"{name}-")]
+            return [e for e in events if (e.involved_object.name or "").startswith(f"{name}-")]
 
         [event, *_] = wait_until("a FailedCreate event on the ReplicaSet", failed_create, 60)
         assert event.type == "Warning"
         assert 'admission webhook "pods.mutate.kube-intent.io" denied the request' in event.message
         assert "[intent-required]" in event.message
         replica_set = apps.read_namespaced_replica_set(event.involved_object.name, "ml-serving")
-        assert not replica_set.status.ready_replicas
+        assert not present(replica_set.status, "ReplicaSet status").ready_replicas
         pods = core.list_namespaced_pod("ml-serving", label_selector=f"app={name}").items
         assert pods == []
     finally:
@@ -456,7 +442,7 @@ def test_deployment_pods_are_refused_and_the_replicaset_reports_failed_create(
 def test_update_that_edits_the_intent_is_refused(core: client.CoreV1Api) -> None:
     pod = example_pod("allowed-vllm-llama")
     name = pod["metadata"]["name"]
-    core.create_namespaced_pod("ml-serving", pod)
+    core.create_namespaced_pod("ml-serving", as_body(pod))
 
     intent = yaml.safe_load(pod["metadata"]["annotations"][INTENT_ANNOTATION])
     intent["models"] = ["mistralai/Mistral-7B-Instruct-v0.3"]  # still allowed, but not approved
@@ -472,7 +458,7 @@ def test_update_that_edits_the_intent_is_refused(core: client.CoreV1Api) -> None
     )
     stored = core.read_namespaced_pod(name, "ml-serving")
     assert (
-        stored.metadata.annotations[INTENT_ANNOTATION]
+        annotations_of(stored)[INTENT_ANNOTATION]
         == pod["metadata"]["annotations"][INTENT_ANNOTATION]
     )
 
@@ -480,12 +466,12 @@ def test_update_that_edits_the_intent_is_refused(core: client.CoreV1Api) -> None
 def test_unrelated_update_of_a_governed_pod_is_allowed(core: client.CoreV1Api) -> None:
     pod = example_pod("allowed-vllm-llama")
     name = pod["metadata"]["name"]
-    core.create_namespaced_pod("ml-serving", pod)
+    core.create_namespaced_pod("ml-serving", as_body(pod))
 
     patched = core.patch_namespaced_pod(
         name, "ml-serving", {"metadata": {"labels": {"tier": "gold"}}}
     )
-    assert patched.metadata.labels["tier"] == "gold"
+    assert present(metadata_of(patched).labels, "labels")["tier"] == "gold"
 
 
 # -- the Agent CRD -----------------------------------------------------------------------------
@@ -506,7 +492,10 @@ def test_agent_crd_accepts_the_example_registrations(api: client.ApiClient) -> N
     listed = _agents(api).list_namespaced_custom_object(
         "kube-intent.io", "v1alpha1", "ml-serving", "agents"
     )
-    assert {a["metadata"]["name"] for a in listed["items"]} >= {"support-bot", "batch-eval"}
+    assert {a["metadata"]["name"] for a in json_object(listed)["items"]} >= {
+        "support-bot",
+        "batch-eval",
+    }
 
 
 @pytest.mark.parametrize(
@@ -580,8 +569,8 @@ def test_dra_pod_with_a_valid_intent_is_admitted(
     core: client.CoreV1Api, gpu_device_class: dict[str, Any]
 ) -> None:
     pod = example_pod("allowed-dra-triton")
-    created = core.create_namespaced_pod("ml-research", pod)
-    annotations = created.metadata.annotations
+    created = core.create_namespaced_pod("ml-research", as_body(pod))
+    annotations = annotations_of(created)
     assert (
         annotations[SPIFFE_ANNOTATION] == "spiffe://cluster.local/ns/ml-research/sa/research-agent"
     )
@@ -596,12 +585,13 @@ def test_installed_webhook_configurations_point_at_the_external_server(
     admission = client.AdmissionregistrationV1Api(api)
     mutating = admission.read_mutating_webhook_configuration(release.name)
     validating = admission.read_validating_webhook_configuration(release.name)
-    [mutate] = mutating.webhooks
-    validate = {w.name: w for w in validating.webhooks}
+    [mutate] = present(mutating.webhooks, "mutating webhooks")
+    validate = {w.name: w for w in present(validating.webhooks, "validating webhooks")}
     assert mutate.client_config.url == f"{release.endpoint.url}/mutate"
     for name in ("pods.validate.kube-intent.io", "pods-status.validate.kube-intent.io"):
         assert validate[name].client_config.url == f"{release.endpoint.url}/validate"
-    assert validate["pods-status.validate.kube-intent.io"].rules[0].resources == ["pods/status"]
+    status_rules = present(validate["pods-status.validate.kube-intent.io"].rules, "rules")
+    assert status_rules[0].resources == ["pods/status"]
     assert mutate.client_config.service is None
     assert (mutate.failure_policy, mutate.timeout_seconds, mutate.side_effects) == (
         "Fail",
@@ -609,9 +599,10 @@ def test_installed_webhook_configurations_point_at_the_external_server(
         "NoneOnDryRun",
     )
     assert mutate.reinvocation_policy == "IfNeeded"
-    excluded = mutate.namespace_selector.match_expressions[0]
+    selector = present(mutate.namespace_selector, "namespaceSelector")
+    excluded = present(selector.match_expressions, "matchExpressions")[0]
     assert (excluded.key, excluded.operator) == ("kubernetes.io/metadata.name", "NotIn")
-    assert {"kube-system", release.namespace} <= set(excluded.values)
+    assert {"kube-system", release.namespace} <= set(present(excluded.values, "values"))
 
 
 def test_install_notes_tell_the_user_how_to_check_that_it_works(release: Release) -> None:
@@ -633,7 +624,7 @@ def _fresh_agent_pod(name: str) -> dict[str, Any]:
 
 def _dry_run_verdict(core: client.CoreV1Api, pod: dict[str, Any]) -> str:
     try:
-        core.create_namespaced_pod("ml-serving", copy.deepcopy(pod), dry_run="All")
+        core.create_namespaced_pod("ml-serving", as_body(copy.deepcopy(pod)), dry_run="All")
     except ApiException as exc:
         return str(api_error(exc).get("message"))
     return "admitted"
@@ -671,10 +662,8 @@ def test_agent_watch_creating_an_agent_lets_its_next_pod_in_and_suspending_it_sh
             lambda: _dry_run_verdict(core, pod) == "admitted",
             timeout=20,
         )
-        created = core.create_namespaced_pod("ml-serving", pod)
-        assert created.metadata.annotations[SPIFFE_ANNOTATION].endswith(
-            "/ns/ml-serving/sa/fresh-agent"
-        )
+        created = core.create_namespaced_pod("ml-serving", as_body(pod))
+        assert annotations_of(created)[SPIFFE_ANNOTATION].endswith("/ns/ml-serving/sa/fresh-agent")
 
         agents.patch_namespaced_custom_object(
             "kube-intent.io",
@@ -731,36 +720,6 @@ RBAC_DENIED = [
 ]
 
 
-def _can(
-    api: client.ApiClient,
-    release: Release,
-    verb: str,
-    group: str,
-    resource: str,
-    namespace: str | None,
-) -> bool:
-    resource_name, _, subresource = resource.partition("/")
-    review = client.V1SubjectAccessReview(
-        spec=client.V1SubjectAccessReviewSpec(
-            user=f"system:serviceaccount:{release.namespace}:{release.service_account}",
-            groups=[
-                "system:serviceaccounts",
-                f"system:serviceaccounts:{release.namespace}",
-                "system:authenticated",
-            ],
-            resource_attributes=client.V1ResourceAttributes(
-                verb=verb,
-                group=group,
-                resource=resource_name,
-                subresource=subresource or None,
-                namespace=namespace,
-            ),
-        )
-    )
-    answer = client.AuthorizationV1Api(api).create_subject_access_review(review)
-    return bool(answer.status.allowed)
-
-
 @pytest.mark.parametrize(("verb", "group", "resource", "namespace"), RBAC_ALLOWED)
 def test_chart_rbac_grants_what_the_webhook_needs(
     api: client.ApiClient,
@@ -770,7 +729,7 @@ def test_chart_rbac_grants_what_the_webhook_needs(
     resource: str,
     namespace: str | None,
 ) -> None:
-    assert _can(api, release, verb, group, resource, namespace)
+    assert can(api, release, verb, group, resource, namespace)
 
 
 @pytest.mark.parametrize(("verb", "group", "resource", "namespace"), RBAC_DENIED)
@@ -782,7 +741,7 @@ def test_chart_rbac_grants_nothing_more(
     resource: str,
     namespace: str | None,
 ) -> None:
-    assert not _can(api, release, verb, group, resource, namespace)
+    assert not can(api, release, verb, group, resource, namespace)
 
 
 def test_with_the_webhook_down_only_gpu_pods_are_refused(
@@ -801,8 +760,8 @@ def test_with_the_webhook_down_only_gpu_pods_are_refused(
             timeout=30,
         )
         cpu = example_pod("passthrough-cpu")
-        created = core.create_namespaced_pod("ml-serving", cpu)
-        assert created.metadata.name == cpu["metadata"]["name"]
+        created = core.create_namespaced_pod("ml-serving", as_body(cpu))
+        assert metadata_of(created).name == cpu["metadata"]["name"]
     finally:
         restore = [{**patch[0], "value": f"{release.endpoint.url}/mutate"}]
         admission.patch_mutating_webhook_configuration(release.name, restore)

@@ -19,14 +19,16 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from identity.grants import ENV_TOKEN_ENDPOINT, GRANT_ANNOTATION
-from tests.conftest import example_pod, review
-from tests.e2e.cluster import Cluster
-from tests.e2e.conftest import WebhookServer
-from tests.e2e.kube import api_error
-from tests.e2e.pods import ISSUER, create, exchange, pod_token, quantities_as_strings
+from tests.support.admission import review
+from tests.support.cluster import Cluster
+from tests.support.grants import ISSUER
+from tests.support.kube import api_error, as_body, as_dict
+from tests.support.manifests import example_pod
+from tests.support.pods import create, exchange, pod_token, quantities_as_strings
+from tests.support.webhook_process import WebhookServer
 from webhook.routes.admission import ERR_CLIENT_CERT
 
 pytestmark = pytest.mark.e2e
@@ -49,17 +51,19 @@ def attacker(cluster: Cluster, api: client.ApiClient) -> Iterator[client.CoreV1A
     name = f"{ATTACKER}-edit-{secrets.token_hex(2)}"
     rbac.create_namespaced_role_binding(
         NAMESPACE,
-        {
-            "metadata": {"name": name},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "edit",
-            },
-            "subjects": [
-                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": ATTACKER}
-            ],
-        },
+        as_body(
+            {
+                "metadata": {"name": name},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "edit",
+                },
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": ATTACKER}
+                ],
+            }
+        ),
     )
     impersonating = client.ApiClient(
         api.configuration, header_name="Impersonate-User", header_value=ATTACKER
@@ -69,8 +73,7 @@ def attacker(cluster: Cluster, api: client.ApiClient) -> Iterator[client.CoreV1A
 
 
 def as_pod(created: Any, api_client: client.ApiClient) -> dict[str, Any]:
-    result: dict[str, Any] = api_client.sanitize_for_serialization(created)
-    return result
+    return as_dict(api_client, created)
 
 
 def fresh(example: str) -> dict[str, Any]:
@@ -93,7 +96,7 @@ def test_a_server_side_dry_run_gets_no_grant(
     """A dry run leaves no audit row: what it returns must not be a usable grant."""
     pod = fresh("allowed-vllm-llama")
     answer = as_pod(
-        attacker.create_namespaced_pod(NAMESPACE, pod, dry_run="All"), attacker.api_client
+        attacker.create_namespaced_pod(NAMESPACE, as_body(pod), dry_run="All"), attacker.api_client
     )
     assert GRANT_ANNOTATION not in answer["metadata"]["annotations"]
     # The volumes and env a real request gets are shown; only the signed part is missing.
@@ -135,7 +138,9 @@ def test_a_grant_copied_onto_a_nic_only_dra_pod_buys_nothing(
     del container["resources"]["limits"]["nvidia.com/gpu"]
     container["resources"]["claims"] = [{"name": "nic"}]
     copycat["spec"]["resourceClaims"] = [{"name": "nic", "resourceClaimName": claim_name}]
-    created = as_pod(attacker.create_namespaced_pod(NAMESPACE, copycat), attacker.api_client)
+    created = as_pod(
+        attacker.create_namespaced_pod(NAMESPACE, as_body(copycat)), attacker.api_client
+    )
     grant = annotations[GRANT_ANNOTATION]
     assert exchange(webhook, pod_token(core, created, ISSUER), grant).json()["error"] == (
         "invalid_grant"
@@ -205,7 +210,7 @@ def test_a_duplicate_token_endpoint_env_cannot_win(
         {"name": ENV_TOKEN_ENDPOINT, "value": "https://attacker.example/token"},
         {"name": ENV_TOKEN_ENDPOINT, "value": "https://attacker.example/token"},
     ]
-    created = as_pod(attacker.create_namespaced_pod(NAMESPACE, pod), attacker.api_client)
+    created = as_pod(attacker.create_namespaced_pod(NAMESPACE, as_body(pod)), attacker.api_client)
     values = [
         e["value"]
         for e in created["spec"]["containers"][0]["env"]
@@ -225,7 +230,7 @@ def test_an_intent_the_schema_should_refuse_is_denied_and_recorded(
     intent["ttl"] = ttl
     pod["metadata"]["annotations"][INTENT] = json.dumps(intent)
     with pytest.raises(ApiException) as refused:
-        attacker.create_namespaced_pod(NAMESPACE, pod)
+        attacker.create_namespaced_pod(NAMESPACE, as_body(pod))
     message = api_error(refused.value)["message"]
     assert "intent.ttl" in message
     assert "Error" not in message  # no exception class names

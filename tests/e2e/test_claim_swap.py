@@ -17,20 +17,26 @@ from functools import partial
 from typing import Any
 
 import pytest
-from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.cluster import Cluster
-from tests.e2e.conftest import WebhookServer, service_account_kubeconfig
-from tests.e2e.kube import (
+from tests.support.cluster import Cluster
+from tests.support.kube import (
+    annotations_of,
     api_error,
+    as_body,
+    client_from_kubeconfig,
     ensure_namespace,
     ensure_service_account,
+    json_object,
+    metadata_of,
+    present,
     server_side_apply,
     wait_until,
 )
-from tests.e2e.pods import quantities_as_strings
-from tests.e2e.test_admission import example
+from tests.support.pods import example, quantities_as_strings
+from tests.support.release import service_account_kubeconfig
+from tests.support.webhook_process import WebhookServer
 from webhook.claim_guard import CLAIMS_PATH, RULE
 from webhook.routes.admission import ERR_CLIENT_CERT
 
@@ -105,10 +111,11 @@ class Claims:
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         version = body["apiVersion"].split("/")[1]
-        created: dict[str, Any] = self.objects.create_namespaced_custom_object(
-            GROUP, version, self.namespace, plural(body["kind"]), body
+        return json_object(
+            self.objects.create_namespaced_custom_object(
+                GROUP, version, self.namespace, plural(body["kind"]), body
+            )
         )
-        return created
 
     def delete(self, kind: str, name: str) -> None:
         self.objects.delete_namespaced_custom_object(
@@ -122,8 +129,10 @@ class Claims:
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = self.objects.get_namespaced_custom_object(
-                GROUP, "v1", self.namespace, plural(kind), name
+            found = json_object(
+                self.objects.get_namespaced_custom_object(
+                    GROUP, "v1", self.namespace, plural(kind), name
+                )
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -195,7 +204,7 @@ def attacker(
     wait_until("the namespace's default ServiceAccount", default_account)
     path = tmp_path_factory.mktemp("attacker") / "kubeconfig"
     kubeconfig = service_account_kubeconfig(cluster, core, NAMESPACE, ATTACKER, path)
-    mallory: client.ApiClient = config.new_client_from_config(config_file=str(kubeconfig))
+    mallory = client_from_kubeconfig(kubeconfig)
 
     def may(verb: str, resource: str) -> bool:
         review = client.V1SelfSubjectAccessReview(
@@ -206,7 +215,7 @@ def attacker(
             )
         )
         answer = client.AuthorizationV1Api(mallory).create_self_subject_access_review(review)
-        return bool(answer.status.allowed)
+        return bool(present(answer.status, "SelfSubjectAccessReview status").allowed)
 
     # RBAC settles asynchronously (the aggregated `edit` role); the attack needs exactly these.
     for verb in ("create", "delete"):
@@ -221,8 +230,8 @@ def as_attacker(attacker: client.ApiClient) -> tuple[Claims, client.CoreV1Api]:
 
 
 def admitted_ungoverned(pods: client.CoreV1Api, body: dict[str, Any]) -> client.V1Pod:
-    created = pods.create_namespaced_pod(NAMESPACE, body)
-    annotations = created.metadata.annotations or {}
+    created = pods.create_namespaced_pod(NAMESPACE, as_body(body))
+    annotations = metadata_of(created).annotations or {}
     # The pod webhooks resolved its claim to a NIC: admitted untouched, never governed.
     assert not set(GOVERNED_ANNOTATIONS) & set(annotations), annotations
     return created
@@ -283,7 +292,7 @@ def test_a_gpu_claim_made_out_to_an_ungoverned_pod_is_refused(
     template, pod = unique("net-tpl"), unique("nic-tpl-pod")
     claims.create(template_body(template, NIC))
     created = admitted_ungoverned(pods, pod_body(pod, "resourceClaimTemplateName", template))
-    owner = {"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": created.metadata.uid}
+    owner = {"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": metadata_of(created).uid}
     forged = claim_body(
         unique(f"{pod}-net"),
         GPU,
@@ -314,7 +323,8 @@ def gpu_device_class(api: client.ApiClient) -> None:
 
 def generated_claim(core: client.CoreV1Api, namespace: str, pod: str) -> Callable[[], str | None]:
     def probe() -> str | None:
-        statuses = core.read_namespaced_pod(pod, namespace).status.resource_claim_statuses or []
+        status = present(core.read_namespaced_pod(pod, namespace).status, "pod status")
+        statuses = status.resource_claim_statuses or []
         return next((s.resource_claim_name for s in statuses if s.resource_claim_name), None)
 
     return probe
@@ -336,8 +346,8 @@ def test_a_governed_pods_template_is_instantiated_by_the_controller(
 
     before = webhook.admission_requests().get(key, 0)
     server_side_apply(api, template)  # no pod uses it yet: allowed
-    created = core.create_namespaced_pod(namespace, pod)
-    assert created.metadata.annotations["kube-intent.io/intent-digest"].startswith("sha256:")
+    created = core.create_namespaced_pod(namespace, as_body(pod))
+    assert annotations_of(created)["kube-intent.io/intent-digest"].startswith("sha256:")
     claim_name = wait_until(
         "the resourceclaim controller to create the pod's claim",
         generated_claim(core, namespace, pod["metadata"]["name"]),
@@ -346,7 +356,7 @@ def test_a_governed_pods_template_is_instantiated_by_the_controller(
 
     claim = Claims(api, namespace).get("ResourceClaim", claim_name)
     assert claim is not None
-    assert claim["metadata"]["ownerReferences"][0]["uid"] == created.metadata.uid
+    assert claim["metadata"]["ownerReferences"][0]["uid"] == metadata_of(created).uid
     [request] = claim["spec"]["devices"]["requests"]
     assert (request["exactly"]["deviceClassName"], request["exactly"]["count"]) == (GPU, 2)
     # Both the template and the generated claim went through the webhook, and were allowed.
@@ -368,7 +378,8 @@ def test_the_guard_reads_with_the_charts_least_privilege(api: client.ApiClient) 
                 ),
             )
         )
-        return bool(auth.create_subject_access_review(review).status.allowed)
+        answer = auth.create_subject_access_review(review)
+        return bool(present(answer.status, "SubjectAccessReview status").allowed)
 
     assert can("list", NAMESPACE)
     assert not can("delete", NAMESPACE)

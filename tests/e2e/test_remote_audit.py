@@ -22,12 +22,13 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.cluster import Cluster
-from tests.e2e.conftest import Release, WebhookServer, service_account_kubeconfig
-from tests.e2e.kube import ensure_service_account, wait_until
-from tests.e2e.pods import create
+from tests.support.cluster import Cluster
+from tests.support.kube import as_body, ensure_service_account, wait_until
+from tests.support.pods import create
+from tests.support.release import Release, service_account_kubeconfig
+from tests.support.webhook_process import WebhookServer
 from webhook.audit_cli import audit
 
 pytestmark = pytest.mark.e2e
@@ -80,15 +81,17 @@ def auditor(
     rbac = client.RbacAuthorizationV1Api(api)
     binding = f"{me.name}-{AUDITOR_ROLE}"
     rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": binding},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": AUDITOR_ROLE,
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": me.name, "namespace": NAMESPACE}],
-        }
+        as_body(
+            {
+                "metadata": {"name": binding},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": AUDITOR_ROLE,
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": me.name, "namespace": NAMESPACE}],
+            }
+        )
     )
     yield me
     rbac.delete_cluster_role_binding(binding)

@@ -11,31 +11,28 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.cluster import REPO, Cluster
-from tests.e2e.conftest import (
-    EXAMPLES,
-    Release,
-    WebhookServer,
-    service_account_kubeconfig,
-    start_webhook,
-    wait_until_called,
-)
-from tests.e2e.kube import (
-    CHART,
-    helm,
-    load_yaml,
+from tests.support.cluster import Cluster
+from tests.support.helm import CHART, helm
+from tests.support.kube import (
+    as_body,
+    json_object,
+    metadata_of,
+    present,
     server_side_apply,
     wait_crd_established,
     wait_until,
 )
-from tests.e2e.pods import quantities_as_strings
-from tests.e2e.test_admission import _can
+from tests.support.manifests import load_yaml
+from tests.support.paths import DATA, EXAMPLES
+from tests.support.pods import deployment_of, quantities_as_strings
+from tests.support.release import Release, can, serve_as_the_chart
+from tests.support.webhook_process import WebhookServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("example_agents")]
 
-CRDS = REPO / "tests" / "data" / "crds"
+CRDS = DATA / "crds"
 REPORT_APIS = {
     "policyreports.wgpolicyk8s.io": ("wgpolicyk8s.io", "v1alpha2", "policyreports"),
     "reports.openreports.io": ("openreports.io", "v1alpha1", "reports"),
@@ -59,7 +56,7 @@ def create_pod(core: client.CoreV1Api, name: str) -> tuple[str, bool]:
     pod = example(name)
     pod["metadata"]["name"] = f"{pod['metadata']['name']}-{uuid.uuid4().hex[:6]}"
     try:
-        core.create_namespaced_pod(NAMESPACE, pod)
+        core.create_namespaced_pod(NAMESPACE, as_body(pod))
     except ApiException as exc:
         if exc.status != 403:  # a denial; anything else is a broken test setup
             raise
@@ -72,8 +69,10 @@ def read_report(
 ) -> dict[str, Any] | None:
     group, version, plural = REPORT_APIS[crd]
     try:
-        report: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
-            group, version, namespace, plural, "kube-intent"
+        report = json_object(
+            client.CustomObjectsApi(api).get_namespaced_custom_object(
+                group, version, namespace, plural, "kube-intent"
+            )
         )
     except ApiException as exc:
         if exc.status == 404:
@@ -118,7 +117,7 @@ def remove_crds(api: client.ApiClient) -> None:
                 raise
 
     def gone() -> bool:
-        names = {c.metadata.name for c in extensions.list_custom_resource_definition().items}
+        names = {metadata_of(c).name for c in extensions.list_custom_resource_definition().items}
         return not names & set(REPORT_APIS)
 
     wait_until("the report CRDs to be removed", gone, timeout=60)
@@ -145,24 +144,11 @@ def start_reporting(
     cluster: Cluster, core: client.CoreV1Api, release: Release, setting: str
 ) -> WebhookServer:
     """`kube-intent serve` with the chart's ServiceAccount and reports configured."""
-    kubeconfig = service_account_kubeconfig(
-        cluster,
-        core,
-        release.namespace,
-        release.service_account,
-        release.endpoint.directory / "kubeconfig",
-    )
     with pytest.MonkeyPatch.context() as env:
         env.setenv("KUBE_INTENT_REPORTS", setting)
         env.setenv("KUBE_INTENT_REPORTS_MAX_RESULTS", str(MAX_RESULTS))
         env.setenv("KUBE_INTENT_REPORTS_INTERVAL_SECONDS", "0.5")
-        server = start_webhook(release.endpoint, f"--kubeconfig={kubeconfig}")
-    try:
-        wait_until_called(core)
-    except AssertionError:
-        server.stop()
-        raise
-    return server
+        return serve_as_the_chart(cluster, core, release)
 
 
 def log_text(server: WebhookServer) -> str:
@@ -211,22 +197,9 @@ def test_a_denied_pod_of_a_deployment_is_a_fail_on_the_deployment(
 ) -> None:
     template = example("denied-model-allowed")
     name = f"unapproved-{uuid.uuid4().hex[:6]}"
-    labels = {**template["metadata"]["labels"], "app": name}
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": labels, "annotations": template["metadata"]["annotations"]},
-                "spec": template["spec"],
-            },
-        },
-    }
+    deployment = deployment_of(template, name, NAMESPACE, keep_annotations=True)
     apps = client.AppsV1Api(api)
-    created = apps.create_namespaced_deployment(NAMESPACE, deployment)
+    created = apps.create_namespaced_deployment(NAMESPACE, as_body(deployment))
     try:
         results = wait_until(
             f"results on Deployment {name} in the {crd} report",
@@ -251,7 +224,7 @@ def test_a_denied_pod_of_a_deployment_is_a_fail_on_the_deployment(
             "kind": "Deployment",
             "name": name,
             "namespace": NAMESPACE,
-            "uid": created.metadata.uid,
+            "uid": metadata_of(created).uid,
         }
     ]
     properties = result["properties"]
@@ -293,28 +266,30 @@ def test_a_denied_pod_of_a_job_is_reported_on_the_job_or_its_cronjob(
         # by it as the controller would own it.
         cronjob = batch.create_namespaced_cron_job(
             NAMESPACE,
-            {
-                "apiVersion": "batch/v1",
-                "kind": "CronJob",
-                "metadata": {"name": f"{name}-nightly", "namespace": NAMESPACE},
-                "spec": {
-                    "schedule": "0 3 * * *",
-                    "suspend": True,
-                    "jobTemplate": {"spec": job["spec"]},
-                },
-            },
+            as_body(
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "CronJob",
+                    "metadata": {"name": f"{name}-nightly", "namespace": NAMESPACE},
+                    "spec": {
+                        "schedule": "0 3 * * *",
+                        "suspend": True,
+                        "jobTemplate": {"spec": job["spec"]},
+                    },
+                }
+            ),
         )
         job["metadata"]["ownerReferences"] = [
             {
                 "apiVersion": "batch/v1",
                 "kind": "CronJob",
-                "name": cronjob.metadata.name,
-                "uid": cronjob.metadata.uid,
+                "name": metadata_of(cronjob).name,
+                "uid": metadata_of(cronjob).uid,
                 "controller": True,
             }
         ]
-        expected = ("CronJob", cronjob.metadata.name)
-    batch.create_namespaced_job(NAMESPACE, job)
+        expected = ("CronJob", present(metadata_of(cronjob).name, "CronJob name"))
+    batch.create_namespaced_job(NAMESPACE, as_body(job))
     try:
         results = wait_until(
             f"results on {expected[0]} {expected[1]} in the PolicyReport",
@@ -334,11 +309,11 @@ def test_an_allowed_pod_is_a_pass(
     name, admitted = create_pod(core, "allowed-vllm-llama")
     assert admitted
     for crd in REPORT_APIS:
-        results = wait_until(
-            f"results on Pod {name} in the {crd} report",
-            lambda crd=crd: results_on(read_report(api, crd), "Pod", name),
-            timeout=30,
-        )
+
+        def on_the_pod(crd: str = crd) -> list[dict[str, Any]]:
+            return results_on(read_report(api, crd), "Pod", name)
+
+        results = wait_until(f"results on Pod {name} in the {crd} report", on_the_pod, timeout=30)
         outcomes = {(r["policy"], r["rule"], r["result"]) for r in results}
         # The decision passed; the bundled dryrun rule's would-be denial rides along as a warn.
         assert outcomes == {
@@ -408,11 +383,11 @@ def test_a_restart_rebuilds_the_reports_from_the_audit_store(
     # The module fixture stops this one, as it would the first.
     reporting.process = restarted.process
     for crd in REPORT_APIS:
-        wait_until(
-            f"the {crd} report rebuilt from the store",
-            lambda crd=crd: comparable(read_report(api, crd)) == before[crd],
-            timeout=30,
-        )
+
+        def rebuilt(crd: str = crd) -> bool:
+            return comparable(read_report(api, crd)) == before[crd]
+
+        wait_until(f"the {crd} report rebuilt from the store", rebuilt, timeout=30)
 
 
 def test_a_report_kube_intent_did_not_create_is_left_alone(
@@ -475,4 +450,4 @@ def test_the_chart_grants_the_publisher_what_it_uses_and_no_more(
     resource: str,
     allowed: bool,
 ) -> None:
-    assert _can(api, reports_release, verb, group, resource, NAMESPACE) is allowed
+    assert can(api, reports_release, verb, group, resource, NAMESPACE) is allowed

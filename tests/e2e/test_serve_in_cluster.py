@@ -8,16 +8,21 @@ import secrets
 import httpx
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from identity.grants import GRANT_ANNOTATION
 from identity.verify import verify_access_token
-from tests.conftest import example_pod
-from tests.e2e.conftest import (
-    WebhookServer,
+from tests.support.grants import ISSUER
+from tests.support.kube import (
+    as_body,
+    ensure_service_account,
+    present,
+    service_account_token,
+    wait_until,
 )
-from tests.e2e.kube import ensure_service_account, wait_until
-from tests.e2e.pods import AUDIENCE, ISSUER, create, exchange, pod_token, quantities_as_strings
+from tests.support.manifests import example_pod
+from tests.support.pods import AUDIENCE, create, exchange, pod_token, quantities_as_strings
+from tests.support.webhook_process import WebhookServer
 
 pytestmark = pytest.mark.e2e
 
@@ -106,11 +111,7 @@ def test_denial_leaves_an_event_on_the_namespace(
 
 def user_token(core: client.CoreV1Api, namespace: str, account: str) -> str:
     ensure_service_account(core.api_client, namespace, account)
-    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
-    token: str = core.create_namespaced_service_account_token(
-        account, namespace, request
-    ).status.token
-    return token
+    return service_account_token(core, namespace, account, client.V1TokenRequestSpec(audiences=[]))
 
 
 def audit_get(webhook: WebhookServer, token: str | None, **params: str) -> httpx.Response:
@@ -134,28 +135,34 @@ def test_audit_api_is_guarded_by_cluster_rbac(
     rbac = client.RbacAuthorizationV1Api(api)
     name = f"audit-reader-{secrets.token_hex(2)}"
     rbac.create_cluster_role(
-        {
-            "metadata": {"name": name},
-            "rules": [
-                {
-                    "apiGroups": ["audit.kube-intent.io"],
-                    "resources": ["decisions"],
-                    "verbs": ["get"],
-                }
-            ],
-        }
+        as_body(
+            {
+                "metadata": {"name": name},
+                "rules": [
+                    {
+                        "apiGroups": ["audit.kube-intent.io"],
+                        "resources": ["decisions"],
+                        "verbs": ["get"],
+                    }
+                ],
+            }
+        )
     )
     account = forbidden.json()["error"].split('"')[1].rsplit(":", 1)[1]
     rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": name},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "ml-serving"}],
-        }
+        as_body(
+            {
+                "metadata": {"name": name},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": name,
+                },
+                "subjects": [
+                    {"kind": "ServiceAccount", "name": account, "namespace": "ml-serving"}
+                ],
+            }
+        )
     )
     try:
         wait_until(
@@ -187,7 +194,7 @@ def test_a_grant_copied_onto_a_pod_the_webhooks_never_saw_buys_nothing(
     }
     del copycat["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
     created = core.api_client.sanitize_for_serialization(
-        core.create_namespaced_pod("ml-serving", copycat)
+        core.create_namespaced_pod("ml-serving", as_body(copycat))
     )
     response = exchange(webhook, pod_token(core, created, ISSUER), annotations[GRANT_ANNOTATION])
     assert response.status_code == 400
@@ -214,4 +221,6 @@ def test_a_debug_container_cannot_mount_the_pods_credentials(
     patched = core.patch_namespaced_pod_ephemeralcontainers(
         name, "ml-serving", {"spec": {"ephemeralContainers": [debugger]}}
     )
-    assert [c.name for c in patched.spec.ephemeral_containers] == ["debugger"]
+    assert [c.name for c in present(patched.spec, "spec").ephemeral_containers or []] == [
+        "debugger"
+    ]

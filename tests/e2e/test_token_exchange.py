@@ -46,17 +46,17 @@ from identity.intent import INTENT_ANNOTATION
 from identity.keys import KeySet, generate_keys, new_private_key, private_pem
 from identity.registry import AgentRegistration, AgentRegistry
 from identity.verify import ACCESS_TOKEN_TYP, verify_access_token
-from tests.e2e.kube import ensure_namespace, ensure_service_account
-from tests.identity.support import (
+from tests.support.admission import apply_patch
+from tests.support.grants import (
     ISSUER,
     SCOPES,
     TOKEN_ENDPOINT,
     admission_pod,
-    apply_patch,
     segments,
     unsigned,
     verdict_for,
 )
+from tests.support.kube import ensure_namespace, ensure_service_account
 from webhook.decision import RequestInfo
 from webhook.grants import VerdictGrants
 

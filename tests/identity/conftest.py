@@ -9,8 +9,8 @@ import pytest
 from identity.grants import GrantIssuer
 from identity.keys import KeySet, generate_keys
 from identity.registry import AgentRegistry, load_registry_file
-from tests.conftest import EXAMPLES
-from tests.identity.support import ISSUER, TOKEN_ENDPOINT
+from tests.support.grants import ISSUER, TOKEN_ENDPOINT
+from tests.support.paths import EXAMPLES
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ from identity.exchange import (
 from identity.grants import GRANT_TYP
 from identity.keys import KeySet
 from identity.registry import AgentRegistry
-from tests.identity.support import ISSUER, TOKEN_ENDPOINT
+from tests.support.grants import ISSUER, TOKEN_ENDPOINT
 
 
 class NeverAsked:

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from identity.cli import token as token_cli
 from identity.exchange import GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_GRANT, TOKEN_TYPE_JWT
 from identity.fetch import FetchError, FetchSettings, refresh_delay, run, write_token
-from tests.identity.support import HttpsServer, https_server
+from tests.support.servers import HttpsServer, https_server
 
 ACCESS = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLW9mLWEtdGVzdC10b2tlbg"
 ISSUED = {

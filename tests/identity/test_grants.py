@@ -26,13 +26,12 @@ from identity.grants import (
 from identity.intent import INTENT_ANNOTATION, intent_digest, parse_intent
 from identity.keys import KeySet
 from identity.registry import AgentRegistry
-from tests.conftest import example_pod
-from tests.identity.support import (
+from tests.support.admission import apply_patch
+from tests.support.grants import (
     ISSUER,
     SCOPES,
     TOKEN_ENDPOINT,
     admission_pod,
-    apply_patch,
     hs256_with,
     looks_like_jwt,
     segments,
@@ -40,6 +39,7 @@ from tests.identity.support import (
     verdict_for,
     with_payload,
 )
+from tests.support.manifests import example_pod
 from webhook.decision import RequestInfo, Verdict
 from webhook.grants import RULE_GRANT, VerdictGrants, grant_checks
 

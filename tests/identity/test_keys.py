@@ -33,13 +33,13 @@ from identity.keys import (
     rotate_keys,
     thumbprint,
 )
-from tests.identity.support import DATA
+from tests.support.grants import IDENTITY_DATA
 
 GRANT_TYP = "kube-intent-grant+jwt"
 
 
 def test_thumbprint_of_the_rfc7638_example_key() -> None:
-    example = json.loads((DATA / "rfc7638-example-jwk.json").read_text())
+    example = json.loads((IDENTITY_DATA / "rfc7638-example-jwk.json").read_text())
     assert thumbprint(example["jwk"]) == example["thumbprint"]
 
 

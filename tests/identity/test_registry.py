@@ -6,7 +6,8 @@ import pytest
 
 from identity.binding import bind, spiffe_id
 from identity.registry import AgentRegistry, RegistryError, load_registry_file
-from tests.conftest import EXAMPLES, example_pod
+from tests.support.manifests import example_pod
+from tests.support.paths import EXAMPLES
 
 
 def test_example_agents_load_with_defaults_and_durations() -> None:

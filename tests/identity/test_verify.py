@@ -25,15 +25,8 @@ from identity.verify import (
     jwks_keys,
     verify_access_token,
 )
-from tests.identity.support import (
-    ISSUER,
-    TOKEN_ENDPOINT,
-    HttpsServer,
-    hs256_with,
-    https_server,
-    segments,
-    unsigned,
-)
+from tests.support.grants import ISSUER, TOKEN_ENDPOINT, hs256_with, segments, unsigned
+from tests.support.servers import HttpsServer, https_server
 
 NOW = 1_760_000_000
 AUDIENCE = "inference-gateway.ml-serving"

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.cluster import free_port
+from tests.support.cluster import free_port
 
 
 class PodError(Exception):

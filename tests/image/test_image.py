@@ -30,16 +30,16 @@ import yaml
 
 from identity.grants import GRANT_ANNOTATION
 from identity.keys import generate_keys
-from tests.conftest import EXAMPLES, example_pod, review
-from tests.e2e.kube import find_helm, helm
-from tests.identity.support import apply_patch
 from tests.image import chartpod
 from tests.image.chartpod import ChartPod, Podman
+from tests.support.admission import apply_patch, review
+from tests.support.helm import find_helm, helm
+from tests.support.manifests import example_pod
+from tests.support.paths import EXAMPLES, REPO
 from webhook.tls import ensure_dev_certificates
 
 pytestmark = pytest.mark.image
 
-REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "kube-intent"
 RELEASE = "kube-intent"
 NAMESPACE = "kube-intent"

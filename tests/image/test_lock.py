@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 HINT = "re-pin with scripts/image.sh lock"
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import shlex
 from functools import cache
-from pathlib import Path
 
-VERSIONS = Path(__file__).resolve().parents[2] / "tools" / "versions.env"
+from tests.support.paths import REPO
+
+VERSIONS = REPO / "tools" / "versions.env"
 
 
 @cache

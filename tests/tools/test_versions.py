@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 from tests.support.versions import pinned
 
 # The variable, the wrapper module's directory under tools/, and the module it requires.

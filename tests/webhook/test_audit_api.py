@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import AppClient
+from tests.support.admission import AppClient
 from webhook.audit_api import ERR_NO_CLUSTER
 
 

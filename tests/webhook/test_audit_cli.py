@@ -14,8 +14,6 @@ import io
 import json
 import socket
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +21,13 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from tests.conftest import DATA, REPO, AppClient, example_pod, review
-from tests.webhook.test_webhook import post
-from webhook.audit import AuditLog, AuditRecord, open_store
+from tests.support.admission import AppClient
+from tests.support.audit import write_trail
+from tests.support.cli import run_cli
+from tests.support.manifests import example_pod
+from tests.support.paths import DATA
+from webhook.audit import AuditRecord, open_store
 from webhook.audit_cli import audit
-from webhook.metrics import Metrics
-from webhook.recorder import AuditRecorder
 
 TRAIL = DATA / "audit" / "trail.yaml"
 NEWEST_FIRST = [6, 5, 4, 3, 2, 1]
@@ -482,28 +481,12 @@ ALL = [
 @pytest.fixture
 async def trail(tmp_path: Path, make_client: AppClient) -> Path:
     """An audit database written by the webhook for a known sequence of admissions."""
-    db = tmp_path / "audit.db"
-    log = AuditLog(await open_store(str(db)), required=True)
-    async with make_client(recorder=AuditRecorder(log, Metrics(), lambda: "rev-1")) as client:
-        for webhook, example in SEQUENCE:
-            await post(client, webhook, review(example_pod(example)))
-    await log.close()
-    return db
-
-
-def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "webhook", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
+    admissions = ((webhook, example_pod(example)) for webhook, example in SEQUENCE)
+    return await write_trail(make_client, tmp_path / "audit.db", admissions)
 
 
 def listed(db: Path, *args: str) -> list[dict[str, Any]]:
-    result = cli("audit", "list", "--db", db, "-o", "json", *args)
+    result = run_cli("audit", "list", "--db", db, "-o", "json", *args)
     assert result.returncode == 0, result.stderr
     records: list[dict[str, Any]] = json.loads(result.stdout)
     return records
@@ -535,51 +518,53 @@ def test_list_filters_on_a_webhook_written_trail(
 
 
 def test_table_and_csv_outputs(trail: Path) -> None:
-    table = cli("audit", "list", "--db", trail, "--denied")
+    table = run_cli("audit", "list", "--db", trail, "--denied")
     assert table.returncode == 0
     assert "unapproved-model" in table.stdout
     assert "model-allowed" in table.stdout
     rows = list(
-        csv.DictReader(io.StringIO(cli("audit", "list", "--db", trail, "-o", "csv").stdout))
+        csv.DictReader(io.StringIO(run_cli("audit", "list", "--db", trail, "-o", "csv").stdout))
     )
     assert len(rows) == len(SEQUENCE)
 
 
 def test_show_has_the_intent_and_every_violation(trail: Path) -> None:
     [record] = listed(trail, "--rule", "model-allowed")
-    shown = json.loads(cli("audit", "show", str(record["id"]), "--db", trail, "-o", "json").stdout)
+    shown = json.loads(
+        run_cli("audit", "show", str(record["id"]), "--db", trail, "-o", "json").stdout
+    )
     assert shown["intent"]["models"] == ["deepseek-ai/DeepSeek-R1"]
     assert {v["rule"] for v in shown["violations"]} >= {"model-allowed"}
     assert shown["input"]["request"]["uid"] == shown["uid"]
 
 
 def test_show_unknown_id_is_an_error(trail: Path) -> None:
-    result = cli("audit", "show", "999", "--db", trail)
+    result = run_cli("audit", "show", "999", "--db", trail)
     assert result.returncode == 1
     assert "no decision with id 999" in result.stderr
 
 
 def test_stats_count_denials_by_rule(trail: Path) -> None:
-    result = cli("audit", "stats", "--db", trail)
+    result = run_cli("audit", "stats", "--db", trail)
     assert result.returncode == 0
     for rule in ("model-allowed", "intent-required", "data-class-clearance"):
         assert rule in result.stdout
 
 
 def test_export_is_jsonl_in_chain_order(trail: Path) -> None:
-    lines = cli("audit", "export", "--db", trail).stdout.splitlines()
+    lines = run_cli("audit", "export", "--db", trail).stdout.splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["seq"] for r in records] == list(range(1, len(SEQUENCE) + 1))
 
 
 def test_verify_passes_then_catches_an_edited_row(trail: Path) -> None:
-    ok = cli("audit", "verify", "--db", trail)
+    ok = run_cli("audit", "verify", "--db", trail)
     assert ok.returncode == 0
     assert f"ok: {len(SEQUENCE)} decisions" in ok.stdout
     with contextlib.closing(sqlite3.connect(trail, isolation_level=None)) as conn:
         conn.execute("DROP TRIGGER IF EXISTS audit_record_no_update")
         conn.execute("UPDATE audit_record SET allowed = 1 WHERE seq = 2")
-    broken = cli("audit", "verify", "--db", trail)
+    broken = run_cli("audit", "verify", "--db", trail)
     assert broken.returncode == 1
     assert "BROKEN at seq 2" in broken.stderr
 
@@ -591,17 +576,17 @@ def test_a_re_encoded_row_is_named_not_a_traceback(trail: Path) -> None:
         conn.execute(
             "UPDATE audit_record SET violations = replace(violations, ',', ', ') WHERE seq = 2"
         )
-    verify = cli("audit", "verify", "--db", trail)
+    verify = run_cli("audit", "verify", "--db", trail)
     assert verify.returncode == 1
     assert "BROKEN at seq 2 (id 2): row id 2: column violations holds text" in verify.stderr
-    listing = cli("audit", "list", "--db", trail)
+    listing = run_cli("audit", "list", "--db", trail)
     assert listing.returncode == 1
     assert "audit row seq=2 id=2 is corrupt: column violations" in listing.stderr
     assert "Traceback" not in verify.stderr + listing.stderr
 
 
 def test_missing_database_is_not_created(tmp_path: Path) -> None:
-    result = cli("audit", "list", "--db", tmp_path / "typo.db")
+    result = run_cli("audit", "list", "--db", tmp_path / "typo.db")
     assert result.returncode == 2
     assert "cannot open audit store" in result.stderr
     assert not (tmp_path / "typo.db").exists()
@@ -609,12 +594,14 @@ def test_missing_database_is_not_created(tmp_path: Path) -> None:
 
 def test_a_signed_checkpoint_catches_rows_cut_off_the_end(trail: Path, tmp_path: Path) -> None:
     keys = tmp_path / "keys"
-    assert cli("keys", "generate", keys).returncode == 0
-    made = cli("audit", "checkpoint", "--db", trail, "--keys-dir", keys)
+    assert run_cli("keys", "generate", keys).returncode == 0
+    made = run_cli("audit", "checkpoint", "--db", trail, "--keys-dir", keys)
     assert made.returncode == 0, made.stderr
     checkpoint = tmp_path / "checkpoint.jwt"
     checkpoint.write_text(made.stdout)
-    verified = cli("audit", "verify", "--db", trail, "--keys-dir", keys, "--checkpoint", checkpoint)
+    verified = run_cli(
+        "audit", "verify", "--db", trail, "--keys-dir", keys, "--checkpoint", checkpoint
+    )
     assert verified.returncode == 0
     assert "1 checkpoint(s) hold" in verified.stdout
 
@@ -622,9 +609,9 @@ def test_a_signed_checkpoint_catches_rows_cut_off_the_end(trail: Path, tmp_path:
         conn.execute("DROP TRIGGER IF EXISTS audit_record_no_delete")
         conn.execute("DELETE FROM audit_record WHERE seq = (SELECT MAX(seq) FROM audit_record)")
     # The shortened chain is still a valid chain ...
-    assert cli("audit", "verify", "--db", trail).returncode == 0
+    assert run_cli("audit", "verify", "--db", trail).returncode == 0
     # ... but not what the checkpoint signed.
-    cut = cli("audit", "verify", "--db", trail, "--keys-dir", keys, "--checkpoint", checkpoint)
+    cut = run_cli("audit", "verify", "--db", trail, "--keys-dir", keys, "--checkpoint", checkpoint)
     assert cut.returncode == 1
     assert f"saw seq {len(SEQUENCE)}: rows were removed from the end" in cut.stderr
 
@@ -632,9 +619,9 @@ def test_a_signed_checkpoint_catches_rows_cut_off_the_end(trail: Path, tmp_path:
 def test_a_forged_checkpoint_is_refused(trail: Path, tmp_path: Path) -> None:
     mine, theirs = tmp_path / "mine", tmp_path / "theirs"
     for directory in (mine, theirs):
-        assert cli("keys", "generate", directory).returncode == 0
+        assert run_cli("keys", "generate", directory).returncode == 0
     forged = tmp_path / "forged.jwt"
-    forged.write_text(cli("audit", "checkpoint", "--db", trail, "--keys-dir", theirs).stdout)
-    result = cli("audit", "verify", "--db", trail, "--keys-dir", mine, "--checkpoint", forged)
+    forged.write_text(run_cli("audit", "checkpoint", "--db", trail, "--keys-dir", theirs).stdout)
+    result = run_cli("audit", "verify", "--db", trail, "--keys-dir", mine, "--checkpoint", forged)
     assert result.returncode == 1
     assert "not a valid kube-intent audit checkpoint" in result.stderr

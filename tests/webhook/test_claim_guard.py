@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 
 from identity.registry import AgentRegistry
-from tests.webhook.audit.audit_testlib import Backend
+from tests.support.audit import Backend
 from webhook.app import create_app
 from webhook.audit import AcceleratorSummary, AuditFilter, AuditLog, AuditRecord, open_store
 from webhook.audit.store import AuditStore

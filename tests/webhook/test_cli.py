@@ -19,7 +19,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 from webhook import review as review_module
 from webhook.cli import (
     COMPLETE_VAR,

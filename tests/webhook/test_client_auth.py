@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from tests.conftest import example_pod, review
-from tests.webhook.test_serve import Server, start, stop, wait_until
+from tests.support.admission import review
+from tests.support.manifests import example_pod
+from tests.support.servers import Server, start, stop, wait_until
 from webhook.client_auth import ClientCertificates, tracking_protocol
 from webhook.opa_process import free_port
 from webhook.routes.admission import ERR_CLIENT_CERT
@@ -132,7 +133,7 @@ def mtls_server(
 
 def denied_review(uid: str) -> dict[str, object]:
     body = review(example_pod("denied-model-allowed"))
-    body["request"]["uid"] = uid  # type: ignore[index]
+    body["request"]["uid"] = uid
     return body
 
 

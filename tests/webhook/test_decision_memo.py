@@ -16,9 +16,10 @@ import pytest
 
 from identity.grants import GRANT_ANNOTATION, GrantIssuer
 from identity.keys import KeySet, generate_keys
-from tests.conftest import AppClient, example_pod, review
-from tests.identity.support import apply_patch
-from tests.webhook.test_webhook import patch_of, post, response_of
+from tests.support.admission import AppClient, apply_patch, patch_of, post, response_of, review
+from tests.support.grants import ISSUER
+from tests.support.manifests import example_pod
+from tests.support.opa import Counting
 from webhook.decision import RequestInfo, Verdict
 from webhook.decision_memo import DecisionMemo, comparable_pod, input_digest
 from webhook.grants import VerdictGrants
@@ -26,35 +27,8 @@ from webhook.mutate import SPIFFE_ID_ANNOTATION
 from webhook.policy import OpaPolicyEngine, PolicyDecision
 from webhook.violations import Violation
 
-ISSUER = "https://kube-intent.kube-intent.svc"
 MUTATE_UID = "0b8c4a56-0000-4000-8000-000000000001"
 VALIDATE_UID = "0b8c4a56-0000-4000-8000-000000000002"
-
-
-class Counting:
-    """The real OPA, counting the evaluations (and able to pretend another revision loaded)."""
-
-    def __init__(self, engine: OpaPolicyEngine) -> None:
-        self.engine = engine
-        self.inputs: list[dict[str, Any]] = []
-        self.revision_override: str | None = None
-
-    @property
-    def revision(self) -> str:
-        return self.revision_override or self.engine.revision
-
-    async def evaluate(self, policy_input: dict[str, Any]) -> PolicyDecision:
-        self.inputs.append(policy_input)
-        return await self.engine.evaluate(policy_input)
-
-    async def ready(self) -> bool:
-        return await self.engine.ready()
-
-    async def put_agents(self, agents: dict[str, Any]) -> None:
-        await self.engine.put_agents(agents)
-
-    async def close(self) -> None:
-        pass
 
 
 class Recorder:

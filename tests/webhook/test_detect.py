@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.paths import DATA
 from webhook.detect import (
     DEFAULT_DEVICE_CLASSES,
     DEFAULT_RESOURCE_PATTERNS,
@@ -27,7 +28,7 @@ from webhook.detect import (
     parse_count,
 )
 
-MANIFESTS = Path(__file__).resolve().parent.parent / "data" / "manifests"
+MANIFESTS = DATA / "manifests"
 
 
 def load(name: str) -> tuple[dict[str, Any], StaticClaimResolver]:
@@ -1847,4 +1848,4 @@ def test_extended_keeps_a_custom_configuration() -> None:
 
 def test_extended_refuses_a_bare_string(detector: AcceleratorDetector) -> None:
     with pytest.raises(TypeError, match="not a single string"):
-        detector.extended(device_classes="gpu.example.com")  # type: ignore[arg-type]
+        detector.extended(device_classes="gpu.example.com")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from identity.exchange import LedgerUnavailable
-from tests.conftest import REPO
+from tests.support.paths import DATA
 from webhook.audit import open_store
 from webhook.audit.record import AuditRecord
 from webhook.audit.store import AuditStore
@@ -19,7 +19,7 @@ from webhook.detect import StaticClaimResolver
 from webhook.eligibility import governed_by, recorded_admissions
 from webhook.settings import Settings
 
-MANIFESTS = REPO / "tests" / "data" / "manifests"
+MANIFESTS = DATA / "manifests"
 
 
 class ClaimsFromFile:

@@ -7,7 +7,7 @@ import pytest
 from kubernetes import client
 
 from identity.intent import ParsedIntent
-from tests.conftest import example_pod
+from tests.support.manifests import example_pod
 from webhook.decision import RequestInfo, Verdict
 from webhook.events import DenialEvents, involved_object
 from webhook.violations import Violation
@@ -16,7 +16,7 @@ DENIED = Verdict(
     allowed=False,
     workload=None,
     intent=ParsedIntent(present=False),
-    violations=[Violation(rule="intent-required", message="declare an intent")],
+    violations=(Violation(rule="intent-required", message="declare an intent"),),
 )
 
 

@@ -23,8 +23,8 @@ import pytest_asyncio
 from identity import jsonio
 from identity.intent import INTENT_ANNOTATION
 from identity.registry import AgentRegistry
-from tests.conftest import example_pod, review
-from tests.webhook.test_webhook import post, response_of
+from tests.support.admission import post, response_of, review
+from tests.support.manifests import example_pod
 from webhook import admission, limits
 from webhook.admission import AdmissionRequest, GroupVersionKind, UserInfo
 from webhook.app import create_app
@@ -533,8 +533,8 @@ async def test_a_client_that_disconnects_mid_body_is_not_an_error(
     webhook: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     target = await webhook()
-    app = target.client._transport.app  # type: ignore[attr-defined]
-    messages = [
+    app = target.client._transport.app
+    messages: list[dict[str, Any]] = [
         {"type": "http.request", "body": b'{"apiVersion": ', "more_body": True},
         {"type": "http.disconnect"},
     ]
@@ -570,14 +570,14 @@ def test_the_answer_encoder_cannot_fail() -> None:
     # Our answers hold only validated text; should a bug let a lone surrogate through, the
     # answer is still written (scrubbed), not a 500.
     rendered = AdmissionJSON(admission.deny("\ud800", "message \udfff")).body
-    assert json.loads(rendered)["response"]["status"]["message"] == "message ?"
+    assert json.loads(bytes(rendered))["response"]["status"]["message"] == "message ?"
 
 
 async def test_admit_does_not_rely_on_the_request_model(webhook: Callable[..., Any]) -> None:
     # The model keeps a pod whose metadata is a list out; should one get past it, admit()
     # still answers with an audited denial rather than an exception.
     target = await webhook()
-    services = target.client._transport.app.state.kube_intent.admission  # type: ignore[attr-defined]
+    services = target.client._transport.app.state.kube_intent.admission
     request = AdmissionRequest.model_construct(
         uid=UID,
         kind=GroupVersionKind(group="", version="v1", kind="Pod"),

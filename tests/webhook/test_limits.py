@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from identity import jsonio
 from identity.intent import INTENT_ANNOTATION, MAX_INTENT_BYTES
-from tests.conftest import example_pod
+from tests.support.manifests import example_pod
 from webhook import limits
 from webhook.violations import Violation
 
@@ -36,7 +37,7 @@ def env(pod: dict[str, Any], n: int) -> None:
     container["envFrom"] = [{"configMapRef": {"name": "c"}}]
 
 
-def annotations(pod: dict[str, Any], n: int) -> None:
+def annotations_of_size(pod: dict[str, Any], n: int) -> None:
     current = pod["metadata"]["annotations"]
     used = sum(len(k.encode()) + len(v.encode()) for k, v in current.items())
     current["padding"] = "é" * ((n - used - len("padding")) // 2) + "p" * ((n - used - 7) % 2)
@@ -48,7 +49,7 @@ def intent(pod: dict[str, Any], n: int) -> None:
 
 def size(pod: dict[str, Any], n: int) -> None:
     pod["spec"]["padding"] = ""
-    pod["spec"]["padding"] = "p" * (n - len(limits.jsonio.dumps(pod)))
+    pod["spec"]["padding"] = "p" * (n - len(jsonio.dumps(pod)))
 
 
 LIMITS = [
@@ -56,7 +57,7 @@ LIMITS = [
     pytest.param(containers, limits.MAX_CONTAINERS, "spec.containers", id="containers"),
     pytest.param(env, limits.MAX_ENV_PER_CONTAINER, "spec.containers[0].env", id="env"),
     pytest.param(
-        annotations, limits.MAX_ANNOTATIONS_BYTES, "metadata.annotations", id="annotations"
+        annotations_of_size, limits.MAX_ANNOTATIONS_BYTES, "metadata.annotations", id="annotations"
     ),
     pytest.param(
         intent, MAX_INTENT_BYTES, f"metadata.annotations[{INTENT_ANNOTATION}]", id="intent"

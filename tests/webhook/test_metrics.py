@@ -11,7 +11,8 @@ import pytest
 
 from identity.binding import bind
 from identity.registry import AgentRegistry
-from tests.conftest import AppClient, example_pod, review
+from tests.support.admission import AppClient, review
+from tests.support.manifests import example_pod
 from webhook.metrics import (
     AGENT_NONE,
     AGENT_UNREGISTERED,

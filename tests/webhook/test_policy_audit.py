@@ -12,15 +12,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.webhook.audit.audit_testlib import full_record
-from tests.webhook.test_policy_loading import (  # noqa: F401 (opa_server is a fixture)
-    bundle_copy,
-    engine_for,
-    opa_server,
-    set_data,
-    write,
-)
-from tests.webhook.test_serve import start, stop, wait_until
+from tests.support.audit import full_record
+from tests.support.opa import bundle_copy, engine_for, set_data, write
+from tests.support.servers import start, stop, wait_until
 from webhook.audit import AuditFilter, AuditLog, StoredRecord, open_store, verify_store
 from webhook.audit.record import PolicyLoadInfo
 from webhook.opa_process import OpaProcess
@@ -58,7 +52,7 @@ def configmap_volume(root: Path, files: dict[str, str]) -> Path:
 
 @pytest_asyncio.fixture
 async def loaded(
-    opa_server: OpaProcess,  # noqa: F811
+    opa_server: OpaProcess,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Loaded]:

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import shutil
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from click.testing import CliRunner
 
 import webhook
-from tests.conftest import REPO
+from tests.support.opa import bundle_copy, engine_for, eventually, opa_get, set_data, write
+from tests.support.paths import REPO
 from webhook.cli import main
 from webhook.opa_process import OpaProcess, find_opa, policy_engine
 from webhook.policy import OpaPolicyEngine, PolicyLoadError, PolicyUnavailable
@@ -48,69 +46,8 @@ violation contains v if {
 """
 
 
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def bundle_copy(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(BUNDLED_POLICIES, tmp_path / "policies"))
-
-
-def set_data(policies: Path, update: Callable[[dict[str, Any]], None]) -> None:
-    document = json.loads((policies / "data.json").read_text())
-    update(document)
-    (policies / "data.json").write_text(json.dumps(document))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
-async def opa_get(url: str, path: str) -> Any:
-    async with httpx.AsyncClient(base_url=url) as client:
-        response = await client.get(f"/v1/{path}")
-        response.raise_for_status()
-        return response.json().get("result")
-
-
 async def module_ids(url: str) -> list[str]:
     return sorted(m["id"] for m in await opa_get(url, "policies"))
-
-
-@pytest_asyncio.fixture
-async def opa_server(opa_bin: str) -> AsyncIterator[OpaProcess]:
-    """An empty OPA, as the chart's sidecar starts (and restarts)."""
-    process = OpaProcess(opa_bin)
-    await process.start()
-
-    async def healthy() -> bool:
-        with contextlib.suppress(httpx.HTTPError):
-            async with httpx.AsyncClient() as client:
-                return (await client.get(f"{process.url}/health")).status_code == 200
-        return False
-
-    await eventually(healthy)
-    yield process
-    await process.stop()
-
-
-@contextlib.asynccontextmanager
-async def engine_for(
-    url: str, source: PolicySource, loads: list[PolicyLoad] | None = None
-) -> AsyncIterator[OpaPolicyEngine]:
-    engine = OpaPolicyEngine(
-        url, 2.0, source=source, on_load=loads.append if loads is not None else None
-    )
-    try:
-        yield engine
-    finally:
-        await engine.close()
 
 
 # -- where the policies are ----------------------------------------------------------------------

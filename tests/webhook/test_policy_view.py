@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from identity.registry import AgentRegistry
-from tests.conftest import EXAMPLES, AppClient, example_pod, load_yaml, review
-from tests.webhook.test_decision_memo import Counting
-from tests.webhook.test_webhook import post, response_of
+from tests.support.admission import AppClient, post, response_of, review
+from tests.support.manifests import example_pod, load_yaml
+from tests.support.opa import Counting
+from tests.support.paths import EXAMPLES
 from webhook.decision import Decider, RequestInfo
 from webhook.policy import OpaPolicyEngine, PolicyDecision
 from webhook.policy_view import policy_pod

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,15 @@ from typing import Any
 import pytest
 
 from identity.intent import INTENT_DIGEST_ANNOTATION
-from tests.conftest import REPO, AppClient, example_pod, review
-from tests.webhook.audit.audit_testlib import full_record
-from tests.webhook.test_webhook import post
-from webhook.audit import GENESIS_HASH, AuditLog, open_store
-from webhook.metrics import Metrics
+from tests.support.admission import AppClient
+from tests.support.audit import full_record, write_trail
+from tests.support.cli import run_cli
+from tests.support.manifests import example_pod
+from webhook.audit import GENESIS_HASH
 from webhook.opa_process import find_opa
-from webhook.recorder import AuditRecorder
 from webhook.replay import decided_by
 from webhook.settings import BUNDLED_POLICIES
-from webhook.violations import Violation
+from webhook.violations import Enforcement, Violation
 
 
 def forged_digest() -> dict[str, Any]:
@@ -51,13 +49,8 @@ NOT_REPLAYABLE = {3: "intent-schema", 4: "mutation-integrity"}
 
 @pytest.fixture
 async def trail(tmp_path: Path, make_client: AppClient) -> Path:
-    db = tmp_path / "audit.db"
-    log = AuditLog(await open_store(str(db)), required=True)
-    async with make_client(recorder=AuditRecorder(log, Metrics(), lambda: "rev-1")) as client:
-        for webhook, pod in TRAIL:
-            await post(client, webhook, review(pod()))
-    await log.close()
-    return db
+    admissions = ((webhook, pod()) for webhook, pod in TRAIL)
+    return await write_trail(make_client, tmp_path / "audit.db", admissions)
 
 
 def candidate(tmp_path: Path, edit: Callable[[dict[str, Any]], None] | None) -> Path:
@@ -103,20 +96,8 @@ CASES: dict[str, tuple[Callable[[dict[str, Any]], None] | None, dict[int, str], 
 }
 
 
-def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """`kube-intent` as a user runs it: its own process, its own exit status."""
-    return subprocess.run(
-        [sys.executable, "-m", "webhook", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
-
-
 def replay_cli(db: Path, policies: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return cli(
+    return run_cli(
         "policy", "replay", "--policies", policies, "--db", db, "--opa-bin", find_opa(), *args
     )
 
@@ -209,7 +190,7 @@ def test_bad_input_exits_2_with_a_message(
 
 POD_INPUT = {"pod": {"metadata": {"name": "p"}}}
 # name -> (allowed, violations as (rule, enforcement), input recorded, what decided it or None)
-WEBHOOK_DECISIONS: dict[str, tuple[bool, list[tuple[str, str]], bool, str | None]] = {
+WEBHOOK_DECISIONS: dict[str, tuple[bool, list[tuple[str, Enforcement]], bool, str | None]] = {
     "grant-integrity": (False, [("grant-integrity", "deny")], True, "grant-integrity"),
     "audit-unavailable-after-policy-allowed": (
         False,

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.support.paths import DATA
 from webhook.audit import AuditStore, open_store
 from webhook.audit.record import AuditRecord, StoredRecord
 from webhook.reports import (
@@ -25,8 +26,8 @@ from webhook.reports import (
 )
 from webhook.reports_owners import ObjectRef, OwnerResolver, controller_of
 from webhook.reports_publisher import ReportFeed, report_publisher
+from webhook.violations import Violation
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 CASES = yaml.safe_load((DATA / "reports" / "records.yaml").read_text())
 CRDS = {
     POLICY_REPORT: DATA / "crds" / "wgpolicyk8s.io_policyreports.yaml",
@@ -297,7 +298,7 @@ def rs_denial(name: str, **fields: Any) -> AuditRecord:
         name=name,
         allowed=False,
         input=pod_input(REPLICA_SET_OWNER),
-        violations=[{"rule": "model-allowed", "message": "no"}],
+        violations=[Violation(rule="model-allowed", message="no")],
         **fields,
     )
 

@@ -22,7 +22,8 @@ import pytest_asyncio
 import yaml
 
 from identity.registry import load_registry_file
-from tests.conftest import DATA, EXAMPLES, REPO
+from tests.support import cli
+from tests.support.paths import DATA, EXAMPLES, REPO
 from webhook.decision import Decider
 from webhook.opa_process import policy_engine
 from webhook.policy import OpaPolicyEngine
@@ -59,16 +60,7 @@ def run_cli(
     environment = {**os.environ, "KUBE_INTENT_OPA_BIN": opa_bin}
     environment.pop("NO_COLOR", None)
     environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "webhook", "review", "--agents", str(agents), *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=environment,
-        input=stdin,
-        timeout=120,
-        check=False,
-    )
+    return cli.run_cli("review", "--agents", agents, *args, env=environment, stdin=stdin)
 
 
 async def review_paths(

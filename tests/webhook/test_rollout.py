@@ -16,15 +16,15 @@ import pytest_asyncio
 
 from identity.grants import GRANT_ANNOTATION, GrantIssuer
 from identity.keys import KeySet, generate_keys
-from tests.conftest import EXAMPLES, AppClient, example_pod, review
-from tests.identity.support import apply_patch
-from tests.webhook.test_webhook import patch_of, post, response_of
+from tests.support.admission import AppClient, apply_patch, patch_of, post, response_of, review
+from tests.support.grants import ISSUER
+from tests.support.manifests import example_pod
+from tests.support.paths import EXAMPLES
 from webhook.audit import AuditLog, open_store
 from webhook.grants import VerdictGrants
 from webhook.metrics import Metrics
 from webhook.recorder import AuditRecorder
 
-ISSUER = "https://kube-intent.kube-intent.svc"
 DENIED = sorted(p.stem for p in (EXAMPLES / "pods").glob("denied-*.yaml"))
 POD_UID = "6f1c2a7e-0d4b-4c55-9a43-2b8e7d1f0a11"
 

@@ -13,11 +13,9 @@ import socket
 import sqlite3
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,87 +32,13 @@ from identity.exchange import (
 )
 from identity.grants import GRANT_ANNOTATION, token_endpoint_for
 from identity.keys import KeySet, generate_keys
-from tests.conftest import EXAMPLES, REPO, example_pod, review
-from tests.identity.support import apply_patch
+from tests.support.admission import apply_patch, review
+from tests.support.cli import run_cli
+from tests.support.manifests import example_pod
+from tests.support.servers import Server, start, stop, wait_until
 from webhook.opa_process import free_port
 from webhook.settings import BUNDLED_POLICIES, Settings
 from webhook.tls import ensure_dev_certificates
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    port: int
-    ca: Path
-    log: Path
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url, verify=ssl.create_default_context(cafile=str(self.ca)), timeout=5
-        )
-
-    def log_lines(self) -> list[dict[str, object]]:
-        lines = []
-        for line in self.log.read_text().splitlines():
-            if line.startswith("{"):
-                lines.append(json.loads(line))
-        return lines
-
-
-def wait_until(predicate: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():  # type: ignore[operator]
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
-def start(tmp_path: Path, opa_bin: str, *args: str, **variables: str) -> Server:
-    port = free_port()
-    log = tmp_path / "serve.log"
-    env = {
-        **os.environ,
-        "KUBE_INTENT_OPA_BIN": opa_bin,
-        "KUBE_INTENT_TLS_RELOAD_SECONDS": "0.2",
-        **variables,
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "webhook",
-            "serve",
-            "--port",
-            str(port),
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--agents",
-            str(EXAMPLES / "agents.yaml"),
-            *args,
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-    )
-    ca = tmp_path / "state" / "tls" / "ca.crt" if "--dev" in args else tmp_path / "certs" / "ca.crt"
-    server = Server(process, f"https://127.0.0.1:{port}", port, ca, log)
-    try:
-        wait_until(lambda: server.client().get("/healthz").status_code == 200)
-    except AssertionError:
-        process.kill()
-        raise AssertionError(f"server did not start:\n{log.read_text()}") from None
-    return server
-
-
-def stop(server: Server) -> int:
-    server.process.send_signal(signal.SIGTERM)
-    return server.process.wait(timeout=20)
 
 
 @pytest.fixture
@@ -165,8 +89,7 @@ def test_dev_mode_serves_verified_https_and_logs_one_json_line_per_decision(
     assert decision["allowed"] is False
     assert decision["agent"] == "support-bot"
     assert decision["violations"] == [{"rule": "model-allowed", "enforcement": "deny"}] or any(
-        v["rule"] == "model-allowed"
-        for v in decision["violations"]  # type: ignore[union-attr]
+        v["rule"] == "model-allowed" for v in decision["violations"]
     )
     assert "Traceback" not in dev_server.log.read_text()
 
@@ -301,23 +224,14 @@ def test_rotated_certificate_files_are_served_without_a_restart(
 
 
 def test_missing_tls_configuration_is_a_clear_error(tmp_path: Path, opa_bin: str) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "webhook",
-            "serve",
-            "--port",
-            str(free_port()),
-            "--state-dir",
-            str(tmp_path),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_cli(
+        "serve",
+        "--port",
+        str(free_port()),
+        "--state-dir",
+        tmp_path,
         env={**os.environ, "KUBE_INTENT_OPA_BIN": opa_bin},
+        timeout=60,
     )
     assert result.returncode != 0
     assert "--dev or both --tls-cert and --tls-key" in result.stderr
@@ -365,30 +279,21 @@ ISSUER = str(Settings.model_fields["issuer"].default)
 
 def verify_grant(server: Server, grant: str) -> subprocess.CompletedProcess[str]:
     """`kube-intent token verify --grant` against the JWKS the server publishes."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "webhook",
-            "token",
-            "verify",
-            "--grant",
-            "--jwks",
-            f"{server.url}/.well-known/jwks.json",
-            "--ca-file",
-            str(server.ca),
-            "--issuer",
-            ISSUER,
-            "--audience",
-            token_endpoint_for(ISSUER),
-            "-",
-        ],
-        input=grant,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    return run_cli(
+        "token",
+        "verify",
+        "--grant",
+        "--jwks",
+        f"{server.url}/.well-known/jwks.json",
+        "--ca-file",
+        server.ca,
+        "--issuer",
+        ISSUER,
+        "--audience",
+        token_endpoint_for(ISSUER),
+        "-",
+        stdin=grant,
         timeout=60,
-        check=False,
     )
 
 
@@ -471,26 +376,17 @@ def test_keys_given_explicitly_win_over_the_dev_keys(tmp_path: Path, opa_bin: st
 
 def test_an_empty_keys_dir_is_a_clear_error(tmp_path: Path, opa_bin: str) -> None:
     (tmp_path / "empty").mkdir()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "webhook",
-            "serve",
-            "--dev",
-            "--port",
-            str(free_port()),
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--keys-dir",
-            str(tmp_path / "empty"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_cli(
+        "serve",
+        "--dev",
+        "--port",
+        str(free_port()),
+        "--state-dir",
+        tmp_path / "state",
+        "--keys-dir",
+        tmp_path / "empty",
         env={**os.environ, "KUBE_INTENT_OPA_BIN": opa_bin},
+        timeout=60,
     )
     assert result.returncode == 1
     assert "has no active.pem: create a key set with `kube-intent keys generate`" in result.stderr

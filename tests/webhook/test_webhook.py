@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import copy
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import EXAMPLES, AppClient, example_pod, review
-from tests.identity.support import apply_patch
+from tests.support.admission import AppClient, apply_patch, patch_of, post, response_of, review
+from tests.support.manifests import example_pod
+from tests.support.paths import EXAMPLES
 from webhook.metrics import Metrics
 from webhook.opa_process import free_port
 from webhook.policy import OpaPolicyEngine
 
 DENIED = sorted(p.stem for p in (EXAMPLES / "pods").glob("denied-*.yaml"))
-
-
-async def post(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return await client.post(path, content=content, headers={"content-type": "application/json"})
-
-
-def response_of(http: httpx.Response) -> dict[str, Any]:
-    assert http.status_code == 200, http.text
-    document = http.json()
-    assert document["apiVersion"] == "admission.k8s.io/v1"
-    assert document["kind"] == "AdmissionReview"
-    result: dict[str, Any] = document["response"]
-    return result
-
-
-def patch_of(response: dict[str, Any]) -> list[dict[str, Any]]:
-    assert response["patchType"] == "JSONPatch"
-    patch: list[dict[str, Any]] = json.loads(base64.b64decode(response["patch"]))
-    return patch
 
 
 @pytest.mark.parametrize("webhook", ["/mutate", "/validate"])

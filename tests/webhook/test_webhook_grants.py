@@ -10,12 +10,10 @@ import pytest
 
 from identity.grants import GRANT_ANNOTATION, GrantIssuer
 from identity.keys import KeySet, generate_keys
-from tests.conftest import AppClient, example_pod, review
-from tests.identity.support import apply_patch
-from tests.webhook.test_webhook import patch_of, post, response_of
+from tests.support.admission import AppClient, apply_patch, patch_of, post, response_of, review
+from tests.support.grants import ISSUER
+from tests.support.manifests import example_pod
 from webhook.grants import VerdictGrants
-
-ISSUER = "https://kube-intent.kube-intent.svc"
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.webhook.audit.audit_testlib import (
+from tests.support.audit import (
     Backend,
     PgCluster,
     dataset,

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.webhook.audit.audit_testlib import BASE_TIME, dataset, full_record
+from tests.support.audit import BASE_TIME, dataset, full_record
 from webhook.audit import (
     TABLE_COLUMNS,
     AuditFilter,

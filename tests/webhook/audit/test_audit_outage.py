@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import pytest_asyncio
 
-from tests.webhook.audit.audit_testlib import Backend, PgCluster, full_record
+from tests.support.audit import Backend, PgCluster, full_record, stopped
 from webhook.audit import (
     AUDIT_UNAVAILABLE_RULE,
     AuditBufferFull,
@@ -26,15 +26,6 @@ from webhook.audit import (
     verify_store,
 )
 from webhook.audit.postgres import CHAIN_LOCK_KEY
-
-
-@contextlib.contextmanager
-def stopped(cluster: PgCluster) -> Iterator[None]:
-    cluster.stop()
-    try:
-        yield
-    finally:
-        cluster.start()
 
 
 @pytest_asyncio.fixture

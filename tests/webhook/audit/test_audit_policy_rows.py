@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.webhook.audit.audit_testlib import Backend, full_record
+from tests.support.audit import Backend, full_record
 from webhook.audit import AuditFilter, AuditRecord, AuditStore, verify_store
 from webhook.audit.record import PolicyDirInfo, PolicyFileDigest, PolicyLoadInfo
 

@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from tests.webhook.audit.audit_testlib import Backend
+from tests.support.audit import Backend
 from webhook.audit import AuditStore, StoredRecord, open_store, verify_store
 
 Spawn = Callable[..., subprocess.Popen[str]]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tests.webhook.audit.audit_testlib import BASE_TIME, HOSTILE_JSON, full_record
+from tests.support.audit import BASE_TIME, HOSTILE_JSON, full_record
 from webhook.audit import GENESIS_HASH, AcceleratorSummary, AuditRecord, StoredRecord
 from webhook.audit.record import (
     PolicyDirInfo,

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.webhook.audit.audit_testlib import Backend, full_record
-from tests.webhook.test_audit_cli import cli
+from tests.support.audit import Backend, full_record
+from tests.support.cli import run_cli
 from webhook.audit import (
     GENESIS_HASH,
     AuditStore,
@@ -171,7 +171,7 @@ def test_verify_names_the_row_that_stops_the_migration(tmp_path: Path) -> None:
     backend = sqlite_backend(tmp_path)
     create_schema_1(backend, old_chain({"n": 1}, {"n": 2}))
     backend.tamper("UPDATE audit_record SET allowed = 'false' WHERE id = 2")
-    result = cli("audit", "verify", "--db", backend.db)
+    result = run_cli("audit", "verify", "--db", backend.db)
     assert result.returncode == 1
     assert "row id 2 (seq 2) stores allowed as text" in result.stderr
 

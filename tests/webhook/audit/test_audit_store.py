@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.webhook.audit.audit_testlib import BASE_TIME, HOSTILE_JSON, Backend, full_record
+from tests.support.audit import BASE_TIME, HOSTILE_JSON, Backend, full_record
 from webhook.audit import (
     AuditFilter,
     AuditRecord,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.webhook.audit.audit_testlib import Backend, full_record
+from tests.support.audit import Backend, full_record
 from webhook.audit import AuditStore, StoredRecord, verify_records, verify_store
 
 

@@ -10,10 +10,9 @@ import pytest
 import pytest_asyncio
 
 from identity.intent import ParsedIntent
-from tests.conftest import AppClient, example_pod, review
-from tests.webhook.audit.audit_testlib import HOSTILE_JSON, PgCluster
-from tests.webhook.audit.test_audit_outage import stopped
-from tests.webhook.test_webhook import post, response_of
+from tests.support.admission import AppClient, post, response_of, review
+from tests.support.audit import HOSTILE_JSON, PgCluster, stopped
+from tests.support.manifests import example_pod
 from webhook.audit import GENESIS_HASH, AuditLog, StoredRecord, open_store, verify_store
 from webhook.decision import RequestInfo, Verdict
 from webhook.metrics import Metrics

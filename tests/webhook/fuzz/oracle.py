@@ -12,12 +12,12 @@ import builtins
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import yaml
 
 import identity
-from tests.conftest import REPO
+from tests.support.paths import REPO
 from webhook.admission import MAX_MESSAGE
 
 # Python's exception class names: none may appear in an answer unless the request said it.
@@ -54,13 +54,13 @@ _LIMITS = {  # (min items, max items) of each list
 }
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _reference_ttl(value: object) -> bool:
     if _is_int(value):
-        return 1 <= value <= 86400  # type: ignore[operator]
+        return 1 <= value <= 86400
     if not isinstance(value, str) or not 2 <= len(value) <= 32:
         return False
     match = _DURATION.match(value)

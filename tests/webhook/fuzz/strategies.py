@@ -22,7 +22,9 @@ import yaml
 from hypothesis import strategies as st
 
 from identity.intent import INTENT_ANNOTATION
-from tests.conftest import EXAMPLES, load_yaml, review
+from tests.support.admission import review
+from tests.support.manifests import load_yaml
+from tests.support.paths import EXAMPLES
 
 Pod = dict[str, Any]
 Body = dict[str, Any]

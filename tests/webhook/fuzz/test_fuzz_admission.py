@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from identity.intent import INTENT_ANNOTATION
+from tests.support.fuzz import Target
 from tests.webhook.fuzz import oracle
-from tests.webhook.fuzz.conftest import Target
 from tests.webhook.fuzz.strategies import (
     admission_reviews,
     corrupted_bodies,

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,18 +22,22 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from webhook.audit import AcceleratorSummary, AuditRecord
+from tests.support.admission import AppClient, post, review
+from tests.support.paths import REPO
+from webhook.audit import AcceleratorSummary, AuditLog, AuditRecord, open_store
 from webhook.audit.record import JSON_TOO_DEEP, MAX_JSON_DEPTH
+from webhook.metrics import Metrics
+from webhook.recorder import AuditRecorder
 from webhook.violations import Violation
 
-ROOT = Path(__file__).resolve().parents[3]
-CHILD_SCRIPT = Path(__file__).with_name("audit_child.py")
+# Run as a script by spawn_child: a separate process writing to the same store.
+CHILD_SCRIPT = REPO / "tests" / "webhook" / "audit" / "audit_child.py"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 
 
@@ -317,3 +321,25 @@ def spawn_child(db: str, *args: str) -> subprocess.Popen[str]:
         text=True,
         env=child_env(),
     )
+
+
+@contextlib.contextmanager
+def stopped(cluster: PgCluster) -> Iterator[None]:
+    cluster.stop()
+    try:
+        yield
+    finally:
+        cluster.start()
+
+
+async def write_trail(
+    make_client: AppClient, db: Path, admissions: Iterable[tuple[str, dict[str, Any]]]
+) -> Path:
+    """An audit database at `db` written by the webhook (the real app around the real OPA) for
+    these (webhook path, pod) admissions, in order."""
+    log = AuditLog(await open_store(str(db)), required=True)
+    async with make_client(recorder=AuditRecorder(log, Metrics(), lambda: "rev-1")) as client:
+        for webhook, pod in admissions:
+            await post(client, webhook, review(pod))
+    await log.close()
+    return db

@@ -9,8 +9,8 @@ admission chain, so a denial becomes a FailedCreate event), and namespaces get t
 
 By hand::
 
-    python -m tests.e2e.cluster up          # prints the KUBECONFIG, runs until Ctrl-C
-    python -m tests.e2e.cluster up --dir /tmp/c --keep
+    python -m tests.support.cluster up          # prints the KUBECONFIG, runs until Ctrl-C
+    python -m tests.support.cluster up --dir /tmp/c --keep
 
 Binaries come from ``.tools/bin`` (``scripts/tools.sh``) or PATH.
 """
@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
@@ -45,7 +45,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
+if TYPE_CHECKING:
+    # Only for annotations: the kubernetes client is imported when a test first asks for it.
+    from kubernetes.client import ApiClient
+
 TOOLS_BIN = REPO / ".tools" / "bin"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 
@@ -170,7 +175,7 @@ def generate_pki(directory: Path) -> Pki:
 
     def leaf(
         subject: x509.Name,
-        usage: ExtendedKeyUsageOID,
+        usage: x509.ObjectIdentifier,
         sans: list[x509.GeneralName] | None,
         issuer: tuple[ec.EllipticCurvePrivateKey, x509.Certificate] = (ca_key, ca_cert),
     ) -> tuple[bytes, bytes]:
@@ -199,7 +204,7 @@ def generate_pki(directory: Path) -> Pki:
         cert = builder.sign(issuer_key, hashes.SHA256())
         return cert.public_bytes(serialization.Encoding.PEM), _private_pem(key)
 
-    service_ip = next(ipaddress.ip_network(SERVICE_CLUSTER_IP_RANGE).hosts())
+    service_ip = next(ipaddress.IPv4Network(SERVICE_CLUSTER_IP_RANGE).hosts())
     serving_sans: list[x509.GeneralName] = [
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(service_ip),
@@ -400,11 +405,11 @@ class Cluster:
         context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
         return httpx.Client(base_url=self.api_url, verify=context, timeout=timeout)
 
-    def api_client(self) -> Any:
+    def api_client(self) -> ApiClient:
         """A ``kubernetes.client.ApiClient`` for the admin; closed when the cluster stops."""
-        from kubernetes import config
+        from tests.support.kube import client_from_kubeconfig
 
-        client = config.new_client_from_config(config_file=str(self.kubeconfig))
+        client = client_from_kubeconfig(self.kubeconfig)
         self._clients.append(client)
         return client
 
@@ -613,7 +618,7 @@ def running_cluster(workdir: Path | None = None, *, keep: bool = False) -> Itera
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.e2e.cluster", description="A local test control plane."
+        prog="python -m tests.support.cluster", description="A local test control plane."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the cluster and keep it running until Ctrl-C")

@@ -12,9 +12,10 @@ from collections.abc import Generator, Iterable
 from typing import Any
 
 import pytest
+from pluggy import Result
 
-from tests.e2e.cluster import BINARIES, Cluster, ClusterError, find_binary
-from tests.e2e.kube import find_helm
+from tests.support.cluster import BINARIES, Cluster, ClusterError, find_binary
+from tests.support.helm import find_helm
 
 _cluster: Cluster | None = None
 _failure: str | None = None
@@ -70,7 +71,9 @@ def current_cluster() -> Cluster | None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Generator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[Any]
+) -> Generator[None, Result[pytest.TestReport]]:
     """On a failing e2e test, attach the control plane's log tails to the report."""
     outcome = yield
     report = outcome.get_result()

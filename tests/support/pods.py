@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import secrets
 from typing import Any
 
@@ -9,10 +10,11 @@ import httpx
 from kubernetes import client
 
 from identity.exchange import GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_GRANT, TOKEN_TYPE_JWT
-from tests.conftest import example_pod
-from tests.e2e.conftest import WebhookServer
+from tests.support.kube import as_body, service_account_token
+from tests.support.manifests import example_pod, load_yaml
+from tests.support.paths import EXAMPLES
+from tests.support.webhook_process import WebhookServer
 
-ISSUER = "https://kube-intent.kube-intent.svc"
 AUDIENCE = "https://models.example.com"
 
 
@@ -31,7 +33,7 @@ def quantities_as_strings(pod: dict[str, Any]) -> dict[str, Any]:
 def create(core: client.CoreV1Api, example: str) -> dict[str, Any]:
     pod = quantities_as_strings(example_pod(example))
     pod["metadata"]["name"] += f"-{secrets.token_hex(3)}"
-    created = core.create_namespaced_pod(pod["metadata"]["namespace"], pod)
+    created = core.create_namespaced_pod(pod["metadata"]["namespace"], as_body(pod))
     result: dict[str, Any] = core.api_client.sanitize_for_serialization(created)
     return result
 
@@ -39,20 +41,14 @@ def create(core: client.CoreV1Api, example: str) -> dict[str, Any]:
 def pod_token(core: client.CoreV1Api, pod: dict[str, Any], audience: str) -> str:
     """What the kubelet would project into the pod: a token bound to this pod."""
     meta = pod["metadata"]
-    request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(
-            audiences=[audience],
-            expiration_seconds=600,
-            bound_object_ref=client.V1BoundObjectReference(
-                kind="Pod", api_version="v1", name=meta["name"], uid=meta["uid"]
-            ),
-        )
+    spec = client.V1TokenRequestSpec(
+        audiences=[audience],
+        expiration_seconds=600,
+        bound_object_ref=client.V1BoundObjectReference(
+            kind="Pod", api_version="v1", name=meta["name"], uid=meta["uid"]
+        ),
     )
-    account = pod["spec"]["serviceAccountName"]
-    token: str = core.create_namespaced_service_account_token(
-        account, meta["namespace"], request
-    ).status.token
-    return token
+    return service_account_token(core, meta["namespace"], pod["spec"]["serviceAccountName"], spec)
 
 
 def exchange(webhook: WebhookServer, subject: str, grant: str, **extra: str) -> httpx.Response:
@@ -67,3 +63,28 @@ def exchange(webhook: WebhookServer, subject: str, grant: str, **extra: str) -> 
     }
     with webhook.client() as http:
         return http.post("/token", data=form)
+
+
+def example(name: str, kind: str = "Pod") -> dict[str, Any]:
+    [doc] = [d for d in load_yaml(EXAMPLES / "pods" / f"{name}.yaml") if d["kind"] == kind]
+    return quantities_as_strings(copy.deepcopy(doc))
+
+
+def deployment_of(
+    pod: dict[str, Any], name: str, namespace: str, *, keep_annotations: bool = False
+) -> dict[str, Any]:
+    """A one-replica Deployment `name` whose pod template is `pod` (labelled app=<name>)."""
+    labels = {**pod["metadata"]["labels"], "app": name}
+    template_metadata: dict[str, Any] = {"labels": labels}
+    if keep_annotations:
+        template_metadata["annotations"] = pod["metadata"]["annotations"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": template_metadata, "spec": pod["spec"]},
+        },
+    }
