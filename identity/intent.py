@@ -136,6 +136,11 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
+def fields() -> tuple[str, ...]:
+    """The intent's fields in the schema's order (the order people read them in)."""
+    return tuple(schema()["properties"])
+
+
 # --- schema semantics ------------------------------------------------------------------------
 # The schema is published (`kube-intent intent schema`) and read by other tools, so it keeps
 # JSON Schema's ECMA-262 semantics; the validator is made to honour them in Python:

@@ -24,6 +24,7 @@ import click
 import yaml
 from pydantic import ValidationError
 
+from identity.intent import fields as intent_fields
 from identity.keys import KeySet
 from webhook.audit import AuditFilter, AuditStore, Order, filter_from, open_store
 from webhook.audit.checkpoint import check_checkpoints, make_checkpoint, read_checkpoint
@@ -484,18 +485,6 @@ def write_records(records: Iterable[StoredRecord], fmt: str) -> None:
         sys.stdout.write(chunk)
 
 
-INTENT_ORDER = (
-    "purpose",
-    "models",
-    "dataClasses",
-    "tools",
-    "egress",
-    "accelerators",
-    "ttl",
-    "justification",
-)
-
-
 def _value(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(_value(v) for v in value) or "(none)"
@@ -507,7 +496,8 @@ def _value(value: Any) -> str:
 def intent_lines(intent: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     if not intent:
         return [("intent", "(none declared)")]
-    keys = [k for k in INTENT_ORDER if k in intent] + sorted(set(intent) - set(INTENT_ORDER))
+    order = intent_fields()
+    keys = [k for k in order if k in intent] + sorted(set(intent) - set(order))
     return [("intent", "(declared)"), *((f"  {key}", _value(intent[key])) for key in keys)]
 
 

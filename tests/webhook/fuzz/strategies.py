@@ -22,6 +22,7 @@ import yaml
 from hypothesis import strategies as st
 
 from identity.intent import INTENT_ANNOTATION
+from identity.intent import fields as intent_fields
 from tests.support.admission import review
 from tests.support.manifests import load_yaml
 from tests.support.paths import EXAMPLES
@@ -246,21 +247,7 @@ list_entries = st.one_of(
 def intent_documents(draw: st.DrawFn) -> Any:
     document = copy.deepcopy(draw(st.sampled_from(INTENT_EXAMPLES)))
     for _ in range(draw(st.integers(min_value=0, max_value=3))):
-        key = draw(
-            st.sampled_from(
-                [
-                    "purpose",
-                    "models",
-                    "dataClasses",
-                    "tools",
-                    "egress",
-                    "accelerators",
-                    "ttl",
-                    "justification",
-                    "extra",
-                ]
-            )
-        )
+        key = draw(st.sampled_from([*intent_fields(), "extra"]))
         action = draw(st.sampled_from(["set", "delete", "list"]))
         if action == "delete":
             document.pop(key, None)
