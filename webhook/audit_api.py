@@ -22,6 +22,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from kubernetes import client
 
+from identity.exchange import KubernetesAuth
 from webhook.audit import AuditStore, filter_from
 from webhook.audit.errors import AuditStoreError, CorruptRecord
 from webhook.audit.export import record_to_json
@@ -59,48 +60,35 @@ class AccessDecision:
 
 
 class AccessReviewer:
+    """Who is calling (a TokenReview, through identity's one TokenReview client) and whether
+    they may read the trail (a SubjectAccessReview)."""
+
     def __init__(self, api: client.ApiClient) -> None:
-        self._authn = client.AuthenticationV1Api(api)
+        self._authn = KubernetesAuth(api, timeout=REQUEST_TIMEOUT_SECONDS)
         self._authz = client.AuthorizationV1Api(api)
 
     async def review(self, authorization: str | None) -> AccessDecision:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return AccessDecision(401, ERR_NO_TOKEN)
-        user = await asyncio.to_thread(self._authenticate, token.strip())
-        if user is None:
+        # No audiences: the API server's own, which is what a kubeconfig's token is for.
+        status = await self._authn.token_review(token.strip(), ())
+        user = status.get("user")
+        if not status.get("authenticated") or not isinstance(user, dict):
             return AccessDecision(401, ERR_BAD_TOKEN)
         if not await asyncio.to_thread(self._authorize, user):
             return AccessDecision(403, ERR_FORBIDDEN.format(user=user.get("username", "")))
         return AccessDecision(200)
-
-    def _authenticate(self, token: str) -> dict[str, Any] | None:
-        body: Any = {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenReview",
-            "spec": {"token": token},
-        }
-        review = self._authn.create_token_review(body, _request_timeout=REQUEST_TIMEOUT_SECONDS)
-        status = review.status
-        if status is None or not status.authenticated or status.user is None:
-            return None
-        user = status.user
-        return {
-            "username": user.username,
-            "uid": user.uid,
-            "groups": user.groups,
-            "extra": user.extra,
-        }
 
     def _authorize(self, user: dict[str, Any]) -> bool:
         body: Any = {
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SubjectAccessReview",
             "spec": {
-                "user": user["username"],
-                "uid": user["uid"],
-                "groups": user["groups"] or [],
-                "extra": user["extra"] or {},
+                "user": user.get("username", ""),
+                "uid": user.get("uid", ""),
+                "groups": user.get("groups") or [],
+                "extra": user.get("extra") or {},
                 "resourceAttributes": {
                     "group": AUDIT_GROUP,
                     "resource": AUDIT_RESOURCE,
