@@ -312,7 +312,9 @@ def ensure_keys(directory: Path) -> tuple[KeySet, bool]:
     directory = Path(directory)
     if (directory / ACTIVE).exists():
         return KeySet.load(directory), False
-    return generate_keys(directory), True
+    # No active key: nothing was ever signed with this set, so a half-written one (next.pem
+    # from an interrupted start) is replaced rather than blocking every later start.
+    return generate_keys(directory, overwrite=True), True
 
 
 def rotate_keys(directory: Path) -> KeySet:

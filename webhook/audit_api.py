@@ -36,8 +36,9 @@ ERR_NO_TOKEN = "a bearer token is required"  # noqa: S105 - a message, not a sec
 ERR_BAD_TOKEN = "the bearer token is not valid"  # noqa: S105
 AUDITOR_ROLE = "kube-intent-auditor"
 ERR_FORBIDDEN = (
-    'user "{user}" may not get decisions.audit.kube-intent.io: bind the ClusterRole '
-    f"{AUDITOR_ROLE} (the chart's auditor role) to this user"
+    'user "{user}" may not get decisions.audit.kube-intent.io: bind the chart\'s auditor '
+    f"ClusterRole to this user ({AUDITOR_ROLE} for a release named kube-intent, else "
+    "<release>-kube-intent-auditor)"
 )
 ERR_NO_CLUSTER = (
     "the audit API needs a cluster to authorise callers (this webhook runs without one); "

@@ -62,7 +62,8 @@ ERR_UNAUTHORIZED = (
 )
 ERR_FORBIDDEN = (
     "{detail} (403); a cluster admin grants it with: kubectl create clusterrolebinding "
-    "<you>-{role} --clusterrole={role} --user=<you>"
+    "<you>-{role} --clusterrole={role} --user=<you> (the role of a release named kube-intent; "
+    "`kubectl get clusterroles | grep auditor` names yours)"
 )
 ERR_STATUS = "the webhook answered {status} to {path}: {detail}"
 ERR_RECORD = (

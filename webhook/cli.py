@@ -377,6 +377,7 @@ Examples:
 @setting_option("extra_policies")
 @setting_option("agents")
 @setting_option("opa_url")
+@setting_option("opa_bin")
 @click.option(
     "--namespace", default="default", show_default=True, help="namespace for objects without one"
 )
@@ -403,6 +404,7 @@ def review(
     extra_policies: Path | None,
     agents: Path | None,
     opa_url: str | None,
+    opa_bin: str | None,
     namespace: str,
     trust_domain: str | None,
     output: str,
@@ -438,6 +440,7 @@ def review(
         extra_policies=extra_policies,
         agents=agents,
         opa_url=opa_url,
+        opa_bin=opa_bin,
         trust_domain=trust_domain,
     )
     try:

@@ -193,8 +193,9 @@ class Decider:
         try:
             answer = found if found is not None else await self.policy.evaluate(self._sent(base))
         except PolicyInputRejected as exc:
-            # A bad pod, not an engine outage: refused whatever the fail-open setting says.
-            return self._enforced(base, [Violation(rule=RULE_POLICY_INPUT, message=str(exc))])
+            # A bad pod, not an engine outage: refused whatever the fail-open setting says, and
+            # whatever a rollout override says (no policy looked at it).
+            return base.adding([Violation(rule=RULE_POLICY_INPUT, message=str(exc))])
         except PolicyUnavailable as exc:
             # No policy decided, so there is nothing for a rollout override to relax.
             if not self.fail_open:
@@ -235,7 +236,10 @@ class Decider:
                 else v.model_copy(update={"enforcement": self.enforcement})
                 for v in found
             )
-        admitted = not _denies(found) and (not refused or bool(found))
+        # A policy's refusal stands unless a rollout override relaxed at least one finding:
+        # without one, `allowed: false` with only warnings is still a refusal.
+        relaxed = self.enforcement not in (None, "deny") and bool(found)
+        admitted = not _denies(found) and (not refused or relaxed)
         return replace(verdict, allowed=admitted, violations=found, overridden=refused and admitted)
 
     def _sent(self, verdict: Verdict) -> dict[str, Any]:

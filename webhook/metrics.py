@@ -14,10 +14,11 @@ series count (docs/monitoring.md lists the metrics and the bounds):
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from identity.binding import IdentityBinding
 from webhook.violations import Violation
@@ -59,6 +60,44 @@ class _Children:
             if len(self._children) < MAX_CACHED:
                 self._children[values] = child
         return child
+
+
+class AuditSnapshot(Protocol):
+    """What the audit log counts (webhook/audit/buffer.py AuditCounters)."""
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    @property
+    def write_failures(self) -> int: ...
+
+    @property
+    def dropped(self) -> int: ...
+
+
+class AuditGauges:
+    """A collector over the audit log's own counters, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.counters: Callable[[], AuditSnapshot] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        counters = self.counters() if self.counters is not None else None
+        yield GaugeMetricFamily(
+            "kube_intent_audit_queue_depth",
+            "Decisions waiting to be written",
+            value=counters.queue_depth if counters else 0,
+        )
+        yield CounterMetricFamily(
+            "kube_intent_audit_write_failures",
+            "Audit writes that failed",
+            value=counters.write_failures if counters else 0,
+        )
+        yield CounterMetricFamily(
+            "kube_intent_audit_records_dropped",
+            "Decisions never recorded: the outage buffer was full, or held them at shutdown",
+            value=counters.dropped if counters else 0,
+        )
 
 
 class Metrics:
@@ -114,17 +153,10 @@ class Metrics:
             ["webhook"],
             registry=r,
         )
-        self.audit_queue_depth = Gauge(
-            "kube_intent_audit_queue_depth", "Decisions waiting to be written", registry=r
-        )
-        self.audit_write_failures = Counter(
-            "kube_intent_audit_write_failures", "Audit writes that failed", registry=r
-        )
-        self.audit_records_dropped = Counter(
-            "kube_intent_audit_records_dropped",
-            "Decisions never recorded: the outage buffer was full, or held them at shutdown",
-            registry=r,
-        )
+        # Read from the audit log when scraped (watch_audit): every loss shows, whichever
+        # path (admission, token, policy load) it happened on and however quiet the webhook is.
+        self._audit = AuditGauges()
+        r.register(self._audit)
         self.grants_issued = Counter(
             "kube_intent_grants_issued", "Grants minted at admission", registry=r
         )
@@ -170,6 +202,10 @@ class Metrics:
                 namespace_label = self.namespace_label(namespace)
                 agent_label = self.agent_label(identity)
             self._denials(webhook, rule, namespace_label, agent_label).inc()
+
+    def watch_audit(self, counters: Callable[[], AuditSnapshot]) -> None:
+        """Report the audit log's queue depth, write failures and losses from `counters`."""
+        self._audit.counters = counters
 
     def shed(self, webhook: str) -> None:
         """A review refused unread because the webhook was at capacity."""

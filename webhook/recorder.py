@@ -76,11 +76,7 @@ class AuditRecorder:
     def __init__(self, log: AuditLog, metrics: Metrics, policy_revision: Callable[[], str]) -> None:
         self.log = log
         self.policy_revision = policy_revision
-        counters = log.counters
-        metrics.audit_queue_depth.set_function(lambda: counters().queue_depth)
-        self._metrics = metrics
-        self._failures_seen = 0
-        self._dropped_seen = 0
+        metrics.watch_audit(log.counters)
 
     async def record(
         self, webhook: str, request: RequestInfo, verdict: Verdict, latency_ms: float
@@ -88,13 +84,7 @@ class AuditRecorder:
         if webhook == "mutate" and verdict.allowed:
             return
         record = admission_record(request, verdict, latency_ms, self.policy_revision())
-        try:
-            await self.log.record(record)
-        finally:
-            counters = self.log.counters()
-            self._metrics.audit_write_failures.inc(counters.write_failures - self._failures_seen)
-            self._metrics.audit_records_dropped.inc(counters.dropped - self._dropped_seen)
-            self._failures_seen, self._dropped_seen = counters.write_failures, counters.dropped
+        await self.log.record(record)
 
 
 class TokenAuditor:

@@ -21,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter
 
 from webhook.audit.record import StoredRecord
-from webhook.audit.store import MAX_PAGE, AuditFilter, AuditStore, encode_cursor
+from webhook.audit.store import AuditFilter, AuditStore, encode_cursor
 from webhook.reports import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -36,6 +36,8 @@ log = logging.getLogger("kube_intent.reports")
 
 # After a restart: rows of the last day, at most this many per allowed result. Older decisions
 # are in the store (`kube-intent audit list`); the report shows what is current.
+# Rows read per query: each holds a whole pod (up to the pod-limits size), so pages stay small.
+PAGE = 16
 LOOKBACK = timedelta(hours=24)
 LOOKBACK_RECORDS_PER_RESULT = 4
 DISCOVERY_INTERVAL_SECONDS = 60.0
@@ -75,10 +77,10 @@ class ReportFeed:
             page = await self._store.query(
                 AuditFilter(kind="admission", since=since),
                 cursor,
-                min(MAX_PAGE, wanted - len(newest_first)),
+                min(PAGE, wanted - len(newest_first)),
                 order="desc",
             )
-            newest_first.extend(page.records)
+            newest_first.extend(_slim(record) for record in page.records)
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
@@ -91,7 +93,7 @@ class ReportFeed:
             page = await self._store.query(
                 AuditFilter(kind="admission"),
                 encode_cursor("asc", self._last_seq),
-                MAX_PAGE,
+                PAGE,
                 order="asc",
             )
             changed |= await self._take(page.records)
@@ -116,6 +118,15 @@ class ReportFeed:
             if self.book.add(record, subject):
                 changed.add(record.namespace)
         return changed
+
+
+def _slim(record: StoredRecord) -> StoredRecord:
+    """The record with only what a report reads of its input (the pod's metadata, for its
+    owner): a row holds the whole pod, and the look-back keeps thousands of rows at once."""
+    pod = (record.input or {}).get("pod")
+    metadata = pod.get("metadata") if isinstance(pod, Mapping) else None
+    slim = {"pod": {"metadata": metadata}} if isinstance(metadata, Mapping) else None
+    return record.model_copy(update={"input": slim})
 
 
 class ReportPublisher:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from webhook.detect import (
@@ -203,6 +203,18 @@ class Settings(BaseSettings):
         '(docs/reports.md): "" off, "auto" every kind the API server serves, or '
         '"policyreport,openreports"',
     )
+
+    @field_validator("reports")
+    @classmethod
+    def _report_kinds(cls, value: str) -> str:
+        # Refused here, before serve starts OPA or writes to the audit chain. Imported only
+        # when set: the reports module pulls in the Kubernetes client.
+        if value.strip():
+            from webhook.reports import report_kinds
+
+            report_kinds(value)
+        return value
+
     reports_max_results: int = Field(
         default=500,
         ge=1,

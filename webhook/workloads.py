@@ -240,20 +240,38 @@ def device_class_names(
         name = _name(obj)
         spec = _map(obj.get("spec"))
         drivers = _DRIVER_RE.findall(_selector_text(spec.get("selectors")))
-        accelerator = bool(name) and (
-            detector.is_accelerator_class(name)
-            or any(detector.is_accelerator_class(d) for d in drivers)
+        extended = spec.get("extendedResourceName")
+        # Only names the API server would take: a detector pattern starting with "!" or "~"
+        # means something else (an exclusion, a capacity), and input must not switch
+        # detection off for the rest of the review.
+        if not _OBJECT_NAME.fullmatch(name) or (
+            extended is not None and not _RESOURCE_NAME.fullmatch(str(extended))
+        ):
+            use = "not a valid DeviceClass (name or extendedResourceName): ignored"
+            skipped.append(
+                Skipped(source, DEVICE_CLASS_KIND, name, SKIP_DEVICE_CLASS.format(use=use))
+            )
+            continue
+        accelerator = detector.is_accelerator_class(name) or any(
+            detector.is_accelerator_class(d) for d in drivers
         )
         use = "its devices are not accelerators"
         if accelerator:
             classes.append(glob.escape(name))
             use = "accelerator class"
-            extended = spec.get("extendedResourceName")
-            if isinstance(extended, str) and extended:
-                resources.append(glob.escape(extended))
+            if extended:
+                resources.append(glob.escape(str(extended)))
                 use += f"; extended resource {extended}"
         skipped.append(Skipped(source, DEVICE_CLASS_KIND, name, SKIP_DEVICE_CLASS.format(use=use)))
     return resources, classes, skipped
+
+
+# A DNS-1123 subdomain (object names) and a qualified resource name (extended resources).
+_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_RESOURCE_NAME = re.compile(
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+)
 
 
 def _selector_text(selectors: Any) -> str:
@@ -417,13 +435,14 @@ def _admission_review(
     pod = _map(request.get("object"))
     pod_meta = _map(pod.get("metadata"))
     user = _map(request.get("userInfo"))
+    groups = user.get("groups")
     info = RequestInfo(
         uid=str(request.get("uid") or f"review:{source}"),
         operation=str(request.get("operation") or "CREATE"),
         namespace=str(request.get("namespace") or pod_meta.get("namespace") or default_namespace),
         name=str(request.get("name") or pod_meta.get("name") or pod_meta.get("generateName") or ""),
         username=str(user.get("username") or ""),
-        groups=tuple(user.get("groups") or ()),
+        groups=tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
         dry_run=bool(request.get("dryRun")),
     )
     return PodUnderReview(source, "Pod", info.name, info.namespace, pod, info)

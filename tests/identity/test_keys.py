@@ -26,6 +26,7 @@ from identity.keys import (
     KeyDirError,
     KeySet,
     KeyWatcher,
+    ensure_keys,
     generate_keys,
     new_private_key,
     private_pem,
@@ -241,3 +242,17 @@ def test_keys_cli_generate_rotate_jwks(tmp_path: Path) -> None:
     missing = runner.invoke(keys_cli, ["jwks", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1
     assert "keys generate" in missing.output
+
+
+def test_a_half_written_dev_key_set_is_replaced_not_fatal(tmp_path: Path) -> None:
+    # `serve --dev` interrupted between next.pem and active.pem: the next start must not stop
+    # on "next.pem exists" (nothing was ever signed without an active key).
+    generate_keys(tmp_path / "full")
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "next.pem").write_bytes((tmp_path / "full" / "next.pem").read_bytes())
+    keys, generated = ensure_keys(half)
+    assert generated is True
+    again, generated = ensure_keys(half)
+    assert generated is False
+    assert again.signing_kid == keys.signing_kid

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -110,3 +111,25 @@ async def test_while_the_loop_lags_mutate_is_refused_and_validate_finishes_pods(
         assert response_of(await post(client, "/validate", review(pod)))["allowed"] is True
         capacity.lag = 0.0
         assert response_of(await post(client, "/mutate", review(pod)))["allowed"] is True
+
+
+async def test_a_stalled_body_holds_no_slot(make_client: AppClient) -> None:
+    # A peer that opens a review and stops sending (no client CA configured) must not be able to
+    # fill the slots and have every real review refused.
+    stall = asyncio.Event()
+
+    async def stalled_body() -> AsyncIterator[bytes]:
+        yield b'{"apiVersion": "admission.k8s.io/v1", '
+        await stall.wait()
+
+    pod = example_pod("allowed-vllm-llama")
+    async with make_client(max_inflight_reviews=1) as client:
+        headers = {"content-type": "application/json"}
+        stalled = asyncio.create_task(
+            client.post("/mutate", content=stalled_body(), headers=headers)
+        )
+        await asyncio.sleep(0.1)
+        answer = await asyncio.wait_for(post(client, "/mutate", review(pod)), timeout=5)
+        assert response_of(answer)["allowed"] is True
+        stall.set()
+        stalled.cancel()

@@ -196,8 +196,16 @@ def test_flag_wins_over_variable_which_wins_over_default(
         (["serve"], {"KUBE_INTENT_REPORTS_MAX_RESULTS": "0"}, "KUBE_INTENT_REPORTS_MAX_RESULTS"),
         (["serve"], {"KUBE_INTENT_TOKEN_AUDIENCES": "not json"}, "KUBE_INTENT_TOKEN_AUDIENCES"),
         (["serve", "--log-level", "loud"], {}, "--log-level"),
+        # Refused before serve starts OPA or writes a policy row to the audit chain.
+        (["serve", "--reports", "policyreports"], {}, "--reports"),
     ],
-    ids=["flag out of range", "variable out of range", "variable not a list", "not a choice"],
+    ids=[
+        "flag out of range",
+        "variable out of range",
+        "variable not a list",
+        "not a choice",
+        "unknown report kind",
+    ],
 )
 def test_a_setting_that_does_not_read_is_a_usage_error(
     args: list[str], env: dict[str, str], named: str

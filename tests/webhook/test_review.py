@@ -444,6 +444,49 @@ async def test_deviceclasses_in_the_input_teach_detection(
     )
 
 
+@pytest.mark.parametrize(
+    "device_class",
+    [
+        pytest.param(
+            {
+                "metadata": {"name": "gpu.nvidia.com"},
+                "spec": {"extendedResourceName": "!nvidia.com/gpu"},
+            },
+            id="exclusion-as-extended-resource",
+        ),
+        pytest.param(
+            {
+                "metadata": {"name": "!gpu.nvidia.com"},
+                "spec": {
+                    "selectors": [{"cel": {"expression": 'device.driver == "gpu.nvidia.com"'}}]
+                },
+            },
+            id="exclusion-as-class-name",
+        ),
+        pytest.param({"metadata": {"name": "~gpu"}, "spec": {}}, id="capacity-as-class-name"),
+    ],
+)
+async def test_a_deviceclass_in_the_input_cannot_switch_detection_off(
+    operator_opa: OpaPolicyEngine, tmp_path: Path, device_class: dict[str, Any]
+) -> None:
+    # An attacker's manifest in the reviewed repository: a GPU pod must still be governed.
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "llm"},
+        "spec": {"containers": [{"name": "c", "image": "nvcr.io/x:1",
+                                 "resources": {"limits": {"nvidia.com/gpu": 8}}}]},
+    }  # fmt: skip
+    dc = {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", **device_class}
+    path = tmp_path / "in.yaml"
+    path.write_text(yaml.safe_dump_all([dc, pod]))
+    report = await review_operators(operator_opa, path)
+    [result] = report.results
+    assert (result.gpu, result.allowed) == (True, False)
+    [skipped] = report.skipped
+    assert "not a valid DeviceClass" in skipped.reason
+
+
 # --- unresolved claims --------------------------------------------------------------------------
 
 
@@ -774,3 +817,18 @@ async def test_malformed_custom_resources_are_denied_for_what_is_wrong(
     [error] = report.errors
     assert error.source == "<stdin>#2"
     assert "too large or too deeply nested to search for pod templates" in error.message
+
+
+def test_the_opa_binary_can_be_named_with_a_flag(opa_bin: str) -> None:
+    # The error without OPA on PATH tells people to pass --opa-bin: review takes it.
+    environment = {k: v for k, v in os.environ.items() if k != "KUBE_INTENT_OPA_BIN"}
+    environment["PATH"] = "/usr/bin:/bin"
+    pod = EXAMPLES / "pods" / "allowed-vllm-llama.yaml"
+    missing = cli.run_cli("review", "--agents", EXAMPLES / "agents.yaml", pod, env=environment)
+    assert missing.returncode == 2
+    assert "--opa-bin" in missing.stderr
+    named = cli.run_cli(
+        "review", "--agents", EXAMPLES / "agents.yaml", "--opa-bin", opa_bin, pod, env=environment
+    )
+    assert named.returncode == 0, named.stderr
+    assert "0 denied, 1 allowed" in named.stdout

@@ -189,6 +189,8 @@ class StatsAccumulator:
         self._day: Counter[str] = Counter()
 
     def add(self, record: AuditRecord) -> None:
+        if record.kind == "policy":  # a policy load is not a decision about a pod or a token
+            return
         self.total += 1
         for rule, enforcement in {(v.rule, v.enforcement) for v in record.violations}:
             self._by_enforcement[enforcement][rule] += 1

@@ -26,7 +26,10 @@ def parse_when(value: str | None, now: datetime | None = None) -> datetime | Non
     match = _RELATIVE.fullmatch(value)
     if match:
         amount, unit = match.groups()
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: int(amount)})
+        try:
+            return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: int(amount)})
+        except OverflowError:  # further back than datetime goes: a bad value, not a crash
+            raise ValueError(ERR_TIME.format(value=value)) from None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

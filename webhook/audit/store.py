@@ -132,7 +132,13 @@ def decode_cursor(cursor: str | None, order: Order) -> int | None:
     if cursor is None:
         return None
     prefix, _, seq = cursor.partition(":")
-    if prefix != order or not seq.isdigit():
+    # ASCII digits of a 64-bit row number: both backends store seq as a signed 64-bit integer.
+    if (
+        prefix != order
+        or not (seq.isascii() and seq.isdigit())
+        or len(seq) > 19
+        or int(seq) >= 2**63
+    ):
         raise ValueError(f"invalid cursor {cursor!r} for order {order!r}")
     return int(seq)
 

@@ -1,4 +1,2 @@
-"""The HTTP surface, one router per area: admission reviews, tokens, health and metrics.
-
-The audit API's router lives with its access review in webhook/audit_api.py.
-"""
+"""The HTTP surface, one router per area: admission reviews, tokens, the audit API, health and
+metrics. Who may read the audit trail is decided in webhook/audit_api.py."""

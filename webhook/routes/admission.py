@@ -49,6 +49,10 @@ ERR_AT_CAPACITY = (
 )
 # A pod already through /mutate is finished first: /validate sheds only at this multiple.
 VALIDATE_SHARE = 2
+# The API server's webhook timeout is at most 30 s (the chart sets 3 s): a body still arriving
+# after this comes from no API server.
+BODY_READ_SECONDS = 10.0
+ERR_BODY_TIMEOUT = "the admission review body did not arrive within {seconds:g} s"
 
 router = APIRouter()
 
@@ -98,6 +102,20 @@ def caller_refused(request: Request) -> Response:
 async def _within_capacity(
     request: Request, services: Services, handler: ReviewHandler, webhook: str, *, share: int
 ) -> Response:
+    # The body first, within a deadline: a slot is taken only by a review being decided, so a
+    # peer that opens connections and stalls holds no slot (and is cut off at the deadline).
+    limit = services.settings.max_body_bytes
+    try:
+        async with asyncio.timeout(BODY_READ_SECONDS):
+            body = await read_body(request, limit)
+    except BodyTooLarge:
+        return AdmissionJSON({"error": admission.ERR_TOO_LARGE.format(limit=limit)}, 413)
+    except TimeoutError:
+        return AdmissionJSON({"error": ERR_BODY_TIMEOUT.format(seconds=BODY_READ_SECONDS)}, 408)
+    except ClientDisconnect:
+        # Nobody is left to read an answer; not an error of ours (nor worth a traceback).
+        log.info("client disconnected before sending the whole admission review")
+        return Response(status_code=400)
     capacity: Capacity = request.app.state.kube_intent.capacity
     if capacity.full(share):
         capacity.refuse()
@@ -106,7 +124,10 @@ async def _within_capacity(
         return JSONResponse({"error": message}, status_code=429, headers={"Retry-After": "1"})
     capacity.admit()
     try:
-        return await _review(request, services, handler)
+        if len(body) <= LARGE_BODY_BYTES:
+            return await _answer(body, services, handler)
+        async with _large_bodies(request):
+            return await _answer(body, services, handler)
     finally:
         capacity.done()
 
@@ -117,22 +138,6 @@ def _large_bodies(request: Request) -> asyncio.Semaphore:
         state.large_bodies = asyncio.Semaphore(LARGE_BODIES_AT_ONCE)
     semaphore: asyncio.Semaphore = state.large_bodies
     return semaphore
-
-
-async def _review(request: Request, services: Services, handler: ReviewHandler) -> Response:
-    limit = services.settings.max_body_bytes
-    try:
-        body = await read_body(request, limit)
-    except BodyTooLarge:
-        return AdmissionJSON({"error": admission.ERR_TOO_LARGE.format(limit=limit)}, 413)
-    except ClientDisconnect:
-        # Nobody is left to read an answer; not an error of ours (nor worth a traceback).
-        log.info("client disconnected before sending the whole admission review")
-        return Response(status_code=400)
-    if len(body) <= LARGE_BODY_BYTES:
-        return await _answer(body, services, handler)
-    async with _large_bodies(request):
-        return await _answer(body, services, handler)
 
 
 async def _answer(body: bytes, services: Services, handler: ReviewHandler) -> Response:
