@@ -746,8 +746,10 @@ def verify(
     """Walk the hash chain: exit 0 when intact, 1 at the first edited, deleted or reordered
     row, 2 when the trail cannot be read (missing database, server unreachable, no access).
 
-    With --server the whole chain is fetched through the API and checked here, so a webhook
-    cannot vouch for its own trail; with --file an export kept as evidence is checked.
+    With --server the whole chain is fetched through the API and checked here; with --file an
+    export kept as evidence is checked. The chain has no key: someone who can rewrite the
+    database can rewrite every hash after an edit, or cut rows off the end. Signed checkpoints
+    (audit checkpoint, kept elsewhere; --checkpoint with --db) are what catch that.
     """
     if export_file is not None and isinstance(source, Remote):
         raise click.UsageError(ERR_SOURCES_VERIFY)
