@@ -14,7 +14,10 @@ is the client (`webhook/audit_client.py`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,28 +55,59 @@ ERR_STORE = "the audit store cannot be read right now; retry shortly"
 DEFAULT_LIMIT = "100"
 ORDERS: tuple[Order, ...] = ("desc", "asc")
 REQUEST_TIMEOUT_SECONDS = 2.0
+# Access answers per token digest: short, so that a revoked binding or token stops working soon.
+ANSWER_TTL_SECONDS = 10.0
+MAX_ANSWERS = 1024
+REVIEWS_AT_ONCE = 4
+ERR_BUSY = "too many audit API callers at once; retry shortly"
 
 
 @dataclass(frozen=True, slots=True)
 class AccessDecision:
-    status: int  # 200, 401 or 403
+    status: int  # 200, 401, 403 or 429
     message: str = ""
 
 
 class AccessReviewer:
     """Who is calling (a TokenReview, through identity's one TokenReview client) and whether
-    they may read the trail (a SubjectAccessReview)."""
+    they may read the trail (a SubjectAccessReview).
+
+    Anyone who reaches the port can make the webhook ask the API server, on the worker threads
+    the admission path also uses, and against its API priority quota. So, as kube-rbac-proxy
+    does, answers are remembered briefly per token (by digest) and few reviews run at once;
+    beyond that a caller is told to retry.
+    """
 
     def __init__(self, api: client.ApiClient) -> None:
         self._authn = KubernetesAuth(api, timeout=REQUEST_TIMEOUT_SECONDS)
         self._authz = client.AuthorizationV1Api(api)
+        self._answers: OrderedDict[str, tuple[float, AccessDecision]] = OrderedDict()
+        self._reviews = asyncio.Semaphore(REVIEWS_AT_ONCE)
+        self.reviews = 0  # TokenReviews sent: what the cache saves is visible
 
     async def review(self, authorization: str | None) -> AccessDecision:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return AccessDecision(401, ERR_NO_TOKEN)
+        key = hashlib.sha256(token.strip().encode()).hexdigest()
+        now = time.monotonic()
+        remembered = self._answers.get(key)
+        if remembered is not None and remembered[0] > now:
+            return remembered[1]
+        if self._reviews.locked():
+            return AccessDecision(429, ERR_BUSY)
+        async with self._reviews:
+            decision = await self._review(token.strip())
+        self._answers[key] = (now + ANSWER_TTL_SECONDS, decision)
+        self._answers.move_to_end(key)
+        while len(self._answers) > MAX_ANSWERS:
+            self._answers.popitem(last=False)
+        return decision
+
+    async def _review(self, token: str) -> AccessDecision:
+        self.reviews += 1
         # No audiences: the API server's own, which is what a kubeconfig's token is for.
-        status = await self._authn.token_review(token.strip(), ())
+        status = await self._authn.token_review(token, ())
         user = status.get("user")
         if not status.get("authenticated") or not isinstance(user, dict):
             return AccessDecision(401, ERR_BAD_TOKEN)
