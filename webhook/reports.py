@@ -160,7 +160,12 @@ def results_for(record: StoredRecord, subject: ObjectRef) -> list[dict[str, Any]
                 "policy": DECISION_POLICY,
                 "rule": DECISION_RULE,
                 "result": "pass",
-                "message": f"pod {pod} admitted: its intent satisfied every rule",
+                "message": (
+                    f"pod {pod} admitted with {len(record.violations)} finding(s) that do not "
+                    "deny (see this workload's warn results)"
+                    if record.violations
+                    else f"pod {pod} admitted: its intent satisfied every rule"
+                ),
                 "properties": _properties(record, None),
                 "resources": resources,
             }
@@ -193,6 +198,10 @@ class ReportBook:
             raise ValueError("max_results must be at least 1")
         self.max_results = max_results
         self._namespaces: dict[str, _Namespace] = {}
+
+    def forget(self, namespace: str) -> None:
+        """Drop a namespace's report (the namespace is gone): the book stays bounded in total."""
+        self._namespaces.pop(namespace, None)
 
     def add(self, record: StoredRecord, subject: ObjectRef) -> bool:
         """Take `record` into its namespace's report; False when it changes nothing (an

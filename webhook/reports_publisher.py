@@ -222,6 +222,11 @@ class ReportPublisher:
                 try:
                     await asyncio.to_thread(self._write, kind, namespace, body)
                 except Exception as exc:
+                    if isinstance(exc, ApiException) and exc.status == 404:
+                        # The namespace is gone (or the API was removed): nothing to report to.
+                        log.info("no %s in %s: namespace or API gone", kind.kind, namespace)
+                        self.feed.book.forget(namespace)
+                        break
                     self._failures.labels(kind.setting).inc()
                     if _transient(exc):
                         self._dirty.add(namespace)  # the next tick tries again

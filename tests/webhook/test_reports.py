@@ -368,3 +368,24 @@ async def test_reports_are_off_without_a_setting_or_without_a_cluster(store: Aud
 async def test_an_unreadable_reports_setting_stops_serve_with_the_fix(store: AuditStore) -> None:
     with pytest.raises(SystemExit, match="KUBE_INTENT_REPORTS='policyreports': expected"):
         report_publisher("policyreports", None, store, max_results=10, interval_seconds=1.0)
+
+
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        pytest.param("admitted-clean", "its intent satisfied every rule", id="clean"),
+        pytest.param("admitted-with-a-warning", "with 1 finding(s) that do not deny", id="warned"),
+    ],
+)
+def test_a_pass_does_not_contradict_the_warnings_beside_it(case: str, says: str) -> None:
+    [record] = [c["record"] for c in CASES if c["id"] == case]
+    [passed] = [r for r in results_for(stored(44, **record), DEPLOYMENT) if r["result"] == "pass"]
+    assert says in passed["message"]
+
+
+def test_a_namespace_that_is_gone_is_forgotten() -> None:
+    book = ReportBook(max_results=10)
+    [record] = [c["record"] for c in CASES if c["id"] == "admitted-clean"]
+    assert book.add(stored(45, **record), DEPLOYMENT)
+    book.forget(record["namespace"])
+    assert book.report(record["namespace"], REPORT_KINDS[0])["results"] == []
