@@ -52,7 +52,6 @@ class DenialEvents:
         self._core = client.CoreV1Api(api)
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self._last_sent: dict[tuple[str, str, str], float] = {}
-        self.suppressed = 0
 
     def denied(self, request: RequestInfo, pod: Mapping[str, Any], verdict: Verdict) -> None:
         """Called on the admission path: never blocks, never raises."""
@@ -62,8 +61,7 @@ class DenialEvents:
         key = (request.namespace, str(target["kind"]), str(target["name"]))
         now = time.monotonic()
         if now - self._last_sent.get(key, float("-inf")) < SAME_OBJECT_INTERVAL_SECONDS:
-            self.suppressed += 1
-            return
+            return  # the controller retries: one Event per object per interval says enough
         if len(self._last_sent) >= MAX_REMEMBERED:
             # Bounded memory under a stream of distinct names: forget what is past its interval.
             self._last_sent = {
