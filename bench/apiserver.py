@@ -27,7 +27,6 @@ from kubernetes.client.exceptions import ApiException
 from bench import pods
 from bench.bench import build_tools, log, quantile
 from tests.support.cluster import WEBHOOK_CLIENT_NAME, Cluster, free_port, running_cluster
-from tests.support.helm import CHART, helm
 from tests.support.kube import (
     ensure_namespace,
     ensure_service_account,
@@ -37,7 +36,12 @@ from tests.support.kube import (
 )
 from tests.support.manifests import SERVICE_ACCOUNTS, load_yaml
 from tests.support.paths import EXAMPLES
-from tests.support.release import RELEASE, RELEASE_NAMESPACE, service_account_kubeconfig
+from tests.support.release import (
+    RELEASE,
+    RELEASE_NAMESPACE,
+    install_url_mode,
+    service_account_kubeconfig,
+)
 from tests.support.webhook_process import (
     Endpoint,
     WebhookServer,
@@ -146,19 +150,7 @@ def install(cluster: Cluster, work: Path) -> WebhookServer:
     wait_until("the default ServiceAccount", default_account)
     endpoint = Endpoint(work, free_port(), ensure_dev_certificates(work / "certs", ["127.0.0.1"]))
     log("helm install (webhook.url mode) ...")
-    helm(
-        "install",
-        RELEASE,
-        str(CHART),
-        f"--namespace={RELEASE_NAMESPACE}",
-        "--create-namespace",
-        f"--set=webhook.url={endpoint.url}",
-        f"--set-file=tls.caBundle={endpoint.certs.ca_cert}",
-        "--set=audit.sqlite.persistence.enabled=false",
-        "--timeout=60s",
-        kubeconfig=cluster.kubeconfig,
-        home=work / "helm",
-    )
+    install_url_mode(cluster, endpoint, work / "helm")
     wait_crd_established(api, "agents.kube-intent.io")
     for agent in load_yaml(EXAMPLES / "agents.yaml"):
         server_side_apply(api, agent)

@@ -15,7 +15,7 @@ import asyncio
 import functools
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO, TypeVar
@@ -40,7 +40,7 @@ from webhook.audit.export import (
 )
 from webhook.audit.filters import KINDS, to_params
 from webhook.audit.record import StoredRecord, format_time
-from webhook.audit.store import MAX_PAGE
+from webhook.audit.store import MAX_PAGE, matching
 from webhook.audit.verify import ChainVerifier, VerifyResult, verify_store
 from webhook.audit_client import (
     AuditClient,
@@ -120,23 +120,6 @@ def run(open_args: str, action: Callable[[AuditStore], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-async def matching(
-    store: AuditStore, filters: AuditFilter, limit: int | None, order: Order = "desc"
-) -> AsyncIterator[StoredRecord]:
-    """Matching records across pages (newest first by default), up to `limit`."""
-    cursor: str | None = None
-    seen = 0
-    while True:
-        size = PAGE if limit is None else min(PAGE, limit - seen)
-        page = await store.query(filters, cursor, size, order=order)
-        for record in page.records:
-            yield record
-            seen += 1
-        cursor = page.next_cursor
-        if cursor is None or (limit is not None and seen >= limit):
-            return
-
-
 @dataclass(frozen=True)
 class Remote:
     """`--server` and how to authenticate to it and verify it."""
@@ -188,7 +171,8 @@ def with_records(
             return remote_call(lambda: consume(client.records(to_params(filters), limit, order)))
 
     async def action(store: AuditStore) -> T:
-        return consume([r async for r in matching(store, filters, limit, order)])
+        records = matching(store, filters, limit=limit, order=order, page=PAGE)
+        return consume([r async for r in records])
 
     return run(source, action)
 

@@ -518,7 +518,6 @@ def policy() -> None:
     """Rego policies: test them, print their revision, replay recorded decisions."""
 
 
-OPA_BIN_HELP = "OPA binary to run (unset: opa on PATH) [env: " + env_var("opa_bin") + "]"
 POLICY_TEST_EXAMPLES = """\b
 Examples:
   kube-intent policy test                      # the bundled policies
@@ -538,7 +537,7 @@ Examples:
     default=None,
     help="an operator's extra directory, tested together with DIRECTORY as serve loads them",
 )
-@click.option("--opa-bin", default=None, help=OPA_BIN_HELP)
+@setting_option("opa_bin")
 @click.option("--verbose", "-v", is_flag=True, help="print every test (opa test -v)")
 def policy_test(
     directory: Path | None, extra: Path | None, opa_bin: str | None, verbose: bool
@@ -661,7 +660,7 @@ Examples:
     help="audit store: a SQLite path or a postgresql:// DSN [default: as serve's, "
     f"{env_var('audit_db_file')}, {env_var('audit_db')} or audit.db in the state dir]",
 )
-@click.option("--opa-bin", default=None, help=OPA_BIN_HELP)
+@setting_option("opa_bin")
 @click.option(
     "--fail-on-change",
     is_flag=True,
@@ -690,8 +689,8 @@ def policy_replay(
 
     Exit status: 0, or 1 with --fail-on-change when a decision would change; 2 on bad input.
     """
-    from webhook.audit.store import AuditStore
-    from webhook.audit_cli import build_filter, default_db, matching, run
+    from webhook.audit.store import AuditStore, matching
+    from webhook.audit_cli import build_filter, default_db, run
     from webhook.opa_process import policy_engine
     from webhook.policy import PolicyUnavailable
     from webhook.replay import ReplayReport, replay
@@ -699,7 +698,7 @@ def policy_replay(
     query = build_filter({"kind": "admission", "since": since, "until": until})
 
     async def action(store: AuditStore) -> ReplayReport:
-        records = [r async for r in matching(store, query, None, order="asc")]
+        records = [r async for r in matching(store, query, order="asc")]
         async with policy_engine(None, candidate, extra=extra, opa_bin=opa_bin) as engine:
             return await replay(records, engine)
 

@@ -21,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter
 
 from webhook.audit.record import StoredRecord
-from webhook.audit.store import AuditFilter, AuditStore, encode_cursor
+from webhook.audit.store import AuditFilter, AuditStore, encode_cursor, matching
 from webhook.reports import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -71,34 +71,30 @@ class ReportFeed:
         self._last_seq = head.records[0].seq
         since = datetime.now(UTC) - LOOKBACK
         wanted = self.book.max_results * LOOKBACK_RECORDS_PER_RESULT
-        newest_first: list[StoredRecord] = []
-        cursor = encode_cursor("desc", self._last_seq + 1)
-        while len(newest_first) < wanted:
-            page = await self._store.query(
-                AuditFilter(kind="admission", since=since),
-                cursor,
-                min(PAGE, wanted - len(newest_first)),
-                order="desc",
-            )
-            newest_first.extend(_slim(record) for record in page.records)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        window = matching(
+            self._store,
+            AuditFilter(kind="admission", since=since),
+            limit=wanted,
+            order="desc",
+            cursor=encode_cursor("desc", self._last_seq + 1),
+            page=PAGE,
+        )
+        newest_first = [_slim(record) async for record in window]
         await self._take(reversed(newest_first))
 
     async def tail(self) -> set[str]:
         """Take the rows committed since the last look; the namespaces whose report changed."""
         changed: set[str] = set()
-        while True:
-            page = await self._store.query(
-                AuditFilter(kind="admission"),
-                encode_cursor("asc", self._last_seq),
-                PAGE,
-                order="asc",
-            )
-            changed |= await self._take(page.records)
-            if page.next_cursor is None:
-                return changed
+        since_last = matching(
+            self._store,
+            AuditFilter(kind="admission"),
+            order="asc",
+            cursor=encode_cursor("asc", self._last_seq),
+            page=PAGE,
+        )
+        async for record in since_last:
+            changed |= await self._take((record,))
+        return changed
 
     async def _take(self, records: Iterable[StoredRecord]) -> set[str]:
         changed: set[str] = set()

@@ -15,7 +15,7 @@ from identity.keys import generate_keys
 from tests.support import control_plane
 from tests.support.cluster import Cluster, free_port
 from tests.support.control_plane import pytest_runtest_makereport  # noqa: F401 - a hook for this dir
-from tests.support.helm import CHART, helm
+from tests.support.helm import helm
 from tests.support.kube import (
     ensure_namespace,
     ensure_service_account,
@@ -29,6 +29,7 @@ from tests.support.release import (
     RELEASE,
     RELEASE_NAMESPACE,
     Release,
+    install_url_mode,
     serve_as_the_chart,
 )
 from tests.support.webhook_process import Endpoint, WebhookServer
@@ -90,21 +91,7 @@ def release(
     control_plane.require_tools(["helm"])
     home = tmp_path_factory.mktemp("helm")
     started = time.monotonic()
-    installed = helm(
-        "install",
-        RELEASE,
-        str(CHART),
-        f"--namespace={RELEASE_NAMESPACE}",
-        "--create-namespace",
-        f"--set=webhook.url={endpoint.url}",
-        f"--set-file=tls.caBundle={endpoint.certs.ca_cert}",
-        # The in-cluster Deployment is rendered too but never runs (no kubelet); its SQLite
-        # volume claim would stay Pending (and is kept on uninstall), so leave it out here.
-        "--set=audit.sqlite.persistence.enabled=false",
-        "--timeout=60s",
-        kubeconfig=cluster.kubeconfig,
-        home=home,
-    )
+    notes = install_url_mode(cluster, endpoint, home)
     yield Release(
         name=RELEASE,
         namespace=RELEASE_NAMESPACE,
@@ -112,7 +99,7 @@ def release(
         endpoint=endpoint,
         helm_home=home,
         install_seconds=time.monotonic() - started,
-        notes=installed.stdout.split("NOTES:", 1)[-1],
+        notes=notes,
     )
     helm(
         "uninstall",

@@ -9,6 +9,7 @@ import yaml
 from kubernetes import client
 
 from tests.support.cluster import Cluster
+from tests.support.helm import CHART, helm
 from tests.support.kube import present, service_account_token
 from tests.support.webhook_process import (
     Endpoint,
@@ -21,6 +22,26 @@ RELEASE = "kube-intent"
 
 
 RELEASE_NAMESPACE = "kube-intent"
+
+
+def install_url_mode(cluster: Cluster, endpoint: Endpoint, home: Path) -> str:
+    """`helm install` the chart with webhook.url pointing at `endpoint`; its NOTES."""
+    installed = helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        f"--namespace={RELEASE_NAMESPACE}",
+        "--create-namespace",
+        f"--set=webhook.url={endpoint.url}",
+        f"--set-file=tls.caBundle={endpoint.certs.ca_cert}",
+        # The in-cluster Deployment is rendered too but never runs (no kubelet); its SQLite
+        # volume claim would stay Pending (and is kept on uninstall), so leave it out here.
+        "--set=audit.sqlite.persistence.enabled=false",
+        "--timeout=60s",
+        kubeconfig=cluster.kubeconfig,
+        home=home,
+    )
+    return installed.stdout.split("NOTES:", 1)[-1]
 
 
 @dataclass

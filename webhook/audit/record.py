@@ -282,8 +282,10 @@ class AuditRecord(BaseModel):
         return self
 
     def encoded_json(self, field: Literal["input", "intent"]) -> str | None:
-        """The canonical JSON of a free-form field, encoded once per record (it is the bulk
-        of a row: the whole pod)."""
+        """The canonical JSON of a free-form field (the bulk of a row: the whole pod), encoded
+        once for the construction check and the row's column. The hash encodes the whole
+        content again: splicing this text into it would tie the frozen hash form to string
+        surgery."""
         value = getattr(self, field)
         if value is None:
             return None

@@ -154,3 +154,26 @@ def make_page(records: list[StoredRecord], limit: int, order: Order) -> AuditPag
         records = records[:limit]
         return AuditPage(records=records, next_cursor=encode_cursor(order, records[-1].seq))
     return AuditPage(records=records)
+
+
+async def matching(
+    store: AuditStore,
+    filters: AuditFilter,
+    *,
+    limit: int | None = None,
+    order: Order = "desc",
+    cursor: str | None = None,
+    page: int = MAX_PAGE,
+) -> AsyncIterator[StoredRecord]:
+    """Matching records across pages, `page` rows per query (a row may hold a whole pod), up to
+    `limit`, starting after `cursor` (a resumable read: ``encode_cursor(order, seq)``)."""
+    seen = 0
+    while limit is None or seen < limit:
+        size = page if limit is None else min(page, limit - seen)
+        result = await store.query(filters, cursor, size, order=order)
+        for record in result.records:
+            yield record
+            seen += 1
+        cursor = result.next_cursor
+        if cursor is None:
+            return
