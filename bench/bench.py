@@ -254,14 +254,14 @@ def process(argv: list[str], log_file: Path) -> Iterator[subprocess.Popen[bytes]
 
 
 def wait_ready(
-    url: str, tls: Tls, child: subprocess.Popen[bytes], *, any_status: bool = False
+    url: str, verify: ssl.SSLContext, child: subprocess.Popen[bytes], *, any_status: bool = False
 ) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if child.poll() is not None:
             raise SystemExit(f"{child.args!r} exited ({child.returncode}); see its log")
         try:
-            status = httpx.get(url, verify=tls.httpx_verify(), timeout=2).status_code
+            status = httpx.get(url, verify=verify, timeout=2).status_code
             if any_status or status == 200:
                 return
         except httpx.HTTPError:
@@ -499,8 +499,9 @@ def start_servers(stack: ExitStack, work: Path, tls: Tls) -> Servers:
     server = stack.enter_context(process(serve, serve_log))
     bare = stack.enter_context(process(floor, work / "floor.log"))
     webhook_url, floor_url = f"https://127.0.0.1:{port}", f"https://127.0.0.1:{floor_port}"
-    wait_ready(webhook_url + "/readyz", tls, server)
-    wait_ready(floor_url + "/mutate", tls, bare, any_status=True)  # a GET gets 405: serving
+    wait_ready(webhook_url + "/readyz", tls.httpx_verify(), server)
+    # A GET gets 405: serving.
+    wait_ready(floor_url + "/mutate", tls.httpx_verify(), bare, any_status=True)
     started = re.search(r"started OPA pid=(\d+) on (http://[\d.:]+)", serve_log.read_text())
     if started is None:
         raise SystemExit(f"no 'started OPA' line in {serve_log}")

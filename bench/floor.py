@@ -1,4 +1,4 @@
-"""The floor: a bare FastAPI handler that reads the review and returns a fixed small JSON, served
+"""The floor: a bare FastAPI handler that reads the review and allows it (echoing its uid), served
 by uvicorn exactly as `kube-intent serve` configures it (TLS, the client-CA options, no access
 log, the default asyncio loop). What any Python admission webhook on this stack costs at least.
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from pathlib import Path
 
@@ -24,8 +25,11 @@ from webhook.settings import Settings
 
 ANSWER = (
     b'{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",'
-    b'"response":{"uid":"00000000-0000-0000-0000-000000000000","allowed":true}}'
+    b'"response":{"uid":"%s","allowed":true}}'
 )
+# The request's uid, which the API server requires in the answer: found, not parsed, so the
+# floor stays a floor.
+UID = re.compile(rb'"uid"\s*:\s*"([0-9a-fA-F-]{1,64})"')
 
 
 def create_app() -> FastAPI:
@@ -33,10 +37,11 @@ def create_app() -> FastAPI:
 
     async def answer(request: Request) -> Response:
         try:
-            await request.body()
+            body = await request.body()
         except ClientDisconnect:  # as the webhook does: nobody is left to answer
             return Response(status_code=400)
-        return Response(ANSWER, media_type="application/json")
+        uid = UID.search(body)
+        return Response(ANSWER % (uid.group(1) if uid else b""), media_type="application/json")
 
     for path in ("/mutate", "/validate"):
         app.post(path)(answer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import ssl
@@ -89,6 +90,15 @@ async def run_until_signalled(server: uvicorn.Server) -> None:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+def freeze_startup_heap() -> None:
+    """Keep what startup built (modules, the app, pydantic schemas, policies) out of the
+    cyclic GC: a full collection walks every tracked object, and over that heap it stalled the
+    event loop (every request in flight) for about 80 ms; what requests allocate is still
+    collected."""
+    gc.collect()
+    gc.freeze()
 
 
 def tls_files(settings: Settings) -> tuple[str, str]:
@@ -287,6 +297,7 @@ async def serve(settings: Settings) -> None:
             policy.url,
             policy.revision,
         )
+        freeze_startup_heap()
         try:
             await run_until_signalled(_Server(config))
         finally:
