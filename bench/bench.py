@@ -360,6 +360,8 @@ def opa_inputs(mutate: list[bytes], validate: list[bytes]) -> list[bytes]:
         policy=engine,  # type: ignore[arg-type]
         trust_domain="cluster.local",
         memo=False,  # both inputs, as a webhook without the decision memo would send them
+        # The pod view the server sends OPA: it runs the bundled policies alone (webhook/app.py).
+        lean_input=True,
     )
 
     async def one(body: bytes) -> bytes:

@@ -22,6 +22,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from identity import jws
 from identity.keys import ALG, CURVE, JwtRefused, thumbprint, verify_signed
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a JOSE typ, not a secret
@@ -227,8 +228,8 @@ class RemoteJwks:
         self, token: str, *, issuer: str, audience: str, required_scopes: Iterable[str] = ()
     ) -> AccessTokenClaims:
         try:
-            kid = jwt.get_unverified_header(token).get("kid")
-        except jwt.PyJWTError:
+            kid = jws.header(token).get("kid")
+        except jws.JwsError:
             kid = None
         jwks = self.get(kid=kid if isinstance(kid, str) else None)
         return verify_access_token(

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jwt
-
+from identity import jws
 from identity.grants import GRANT_ANNOTATION
 from webhook.admission import metadata_map
 from webhook.audit.buffer import AuditLog
@@ -26,8 +25,8 @@ def grant_jti(annotations: Mapping[str, Any]) -> str | None:
     if not isinstance(token, str):
         return None
     try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
+        claims = jws.unverified_claims(token)
+    except jws.JwsError:
         return None
     jti = claims.get("jti")
     return jti if isinstance(jti, str) else None
