@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 from typing import Any
 
 import orjson
@@ -53,10 +52,11 @@ class JsonError(ValueError):
         self.syntax = syntax
 
 
-# A JSON string, for blanking strings out before brackets are counted (the input has already
-# been parsed, so every quote is a string's start or end, or escaped inside one).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_BRACKETS_ONLY = (bytes.maketrans(b"{}", b"[]"), bytes(c for c in range(256) if c not in b"[]{}"))
+# Brackets (as `[` and `]`) and quotes only: what is left of a document to count its depth.
+_BRACKETS_AND_QUOTES = (
+    bytes.maketrans(b"{}", b"[]"),
+    bytes(c for c in range(256) if c not in b'[]{}"'),
+)
 
 
 def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
@@ -101,13 +101,18 @@ _ORJSON_REFUSES_ALL = all(
 def too_deep(text: bytes, max_depth: int) -> bool:
     """Whether valid JSON `text` nests deeper than `max_depth`, found at C speed.
 
-    Strings are blanked out, everything but brackets dropped, then innermost pairs removed
+    Strings are cut out, everything but brackets dropped, then innermost pairs removed
     pass after pass: the passes needed are the depth. A walk over the parsed document in
     Python costs ten times as much for a body of a million small containers.
     """
     if text.count(b"[") + text.count(b"{") <= max_depth:
         return False  # the common small document: not even this many containers
-    brackets = _STRING.sub(b"", text).translate(*_BRACKETS_ONLY)
+    # Escapes out first. A run of backslashes pairs off from its start, as str.replace pairs
+    # them (each pair one escaped backslash); after that only backslash-quote is an escaped
+    # quote. Every quote left opens or closes a string: brackets between them are text.
+    unescaped = text.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = unescaped.translate(*_BRACKETS_AND_QUOTES)
+    brackets = b"".join(skeleton.split(b'"')[0::2])
     for _ in range(max_depth):
         if not brackets:
             return False

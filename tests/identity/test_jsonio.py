@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from identity import jsonio
 
@@ -84,6 +86,32 @@ def test_depth_limit_is_exact(depth: int, too_deep: bool, shape: str) -> None:
 def test_brackets_inside_strings_do_not_count(text: str) -> None:
     orjson.loads(text)  # valid JSON, as too_deep requires
     assert not jsonio.too_deep(text.encode(), 3)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+# Text made of what the depth count must see through: quotes, backslashes, brackets, escapes.
+_TRICKY_TEXT = st.text(alphabet=st.sampled_from('"\\[]{}a\n\u005bé'), max_size=8)
+_DOCUMENTS = st.recursive(
+    st.none() | st.integers() | _TRICKY_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TRICKY_TEXT, inner, max_size=4),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(document=_DOCUMENTS, ascii_only=st.booleans(), limit=st.integers(0, 6))
+def test_too_deep_agrees_with_a_walk_of_the_document(
+    document: Any, ascii_only: bool, limit: int
+) -> None:
+    text = json.dumps(document, ensure_ascii=ascii_only).encode()
+    assert jsonio.too_deep(text, limit) is (_depth(document) > limit)
 
 
 @pytest.mark.parametrize(
