@@ -26,6 +26,7 @@ class Capacity:
         self.max_lag_seconds = max_lag_seconds
         self.in_flight = 0
         self.lag = 0.0
+        self._last_late = 0.0
         # Refusals in the current episode: logged when it starts and when it ends, not once
         # per refusal (an overloaded webhook must not also flood its log).
         self.refused = 0
@@ -61,4 +62,12 @@ class Capacity:
             started = loop.time()
             await asyncio.sleep(interval)
             late = max(0.0, loop.time() - started - interval)
-            self.lag = max(late, self.lag * LAG_DECAY)
+            self.lag = max(self.sustained(late), self.lag * LAG_DECAY)
+
+    def sustained(self, late: float) -> float:
+        """How late timers have been at least, this time and the time before: a backlog keeps
+        every timer late, while one stall (the process descheduled for a while, a CPU limit's
+        throttled period) is one late timer that must not refuse reviews by itself."""
+        sustained = min(late, self._last_late)
+        self._last_late = late
+        return sustained
