@@ -24,7 +24,7 @@ from webhook.settings import BUNDLED_POLICIES, Settings
 # for it. A new entry here needs the field in webhook/policy_view.py first.
 KNOWN_READS = {
     "input.pod",  # lib.rego: pod := input.pod
-    "pod.spec",  # lib.rego: pod_spec := pod.spec
+    "pod.spec",  # lib.rego: pod_spec := input.pod.spec
     "pod.metadata.labels[agent_label]",
     "pod.metadata.namespace",
     "pod_spec.serviceAccountName",

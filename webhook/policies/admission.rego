@@ -77,26 +77,6 @@ default scopes := []
 
 scopes := sort(_scopes) if allowed
 
-_scopes contains sprintf("model:%s:infer", [m]) if {
-	some m in intent_list("models")
-	scope_value_ok("models", m)
-}
-
-_scopes contains sprintf("data:%s:read", [c]) if {
-	some c in intent_list("dataClasses")
-	scope_value_ok("dataClasses", c)
-}
-
-_scopes contains sprintf("tool:%s:invoke", [t]) if {
-	some t in intent_list("tools")
-	scope_value_ok("tools", t)
-}
-
-_scopes contains sprintf("egress:%s", [h]) if {
-	some h in intent_list("egress")
-	scope_value_ok("egress", h)
-}
-
 # The intent schema's own patterns (webhook/intent.schema.json), re-checked here.
 scope_value_patterns := {
 	"models": `^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,252}$`,
@@ -110,30 +90,63 @@ scope_value_ok(kind, value) if {
 	regex.match(scope_value_patterns[kind], value)
 }
 
+# The scope each kind of value becomes.
+scope_formats := {
+	"models": "model:%s:infer",
+	"dataClasses": "data:%s:read",
+	"tools": "tool:%s:invoke",
+	"egress": "egress:%s",
+}
+
+# The intent's scope lists, kind -> list ([] when absent or not a list), gathered once:
+# the scopes and intent-wellformed read them on every query.
+intent_scope_lists := {kind: intent_list(kind) | some kind, _ in scope_value_patterns}
+
+# Number of entries in those lists; each makes at most one scope.
+intent_scope_entry_count := sum([count(values) | some values in intent_scope_lists])
+
+# scope_value_ok(kind, value) inlined, with the two tables bound to locals: one rule
+# lookup each rather than one per value (this runs on every query).
+_scopes contains sprintf(formats[kind], [value]) if {
+	patterns := scope_value_patterns
+	formats := scope_formats
+	some kind, values in intent_scope_lists
+	some value in values
+	is_string(value)
+	regex.match(patterns[kind], value)
+}
+
 # ---------------------------------------------------------------------------
 # Grant TTL: min(intent.ttlSeconds, Agent maxGrantTTLSeconds, config max);
 # config.default_grant_ttl_seconds stands in for an absent intent (or ttl).
 # ---------------------------------------------------------------------------
 
-ttl_caps contains floor(config.max_grant_ttl_seconds) if {
-	is_number(config.max_grant_ttl_seconds)
-	config.max_grant_ttl_seconds >= 1
+ttl_caps contains floor(cap) if {
+	cap := config.max_grant_ttl_seconds
+	is_number(cap)
+	cap >= 1
 }
 
-ttl_caps contains floor(registration.maxGrantTTLSeconds) if {
-	is_number(registration.maxGrantTTLSeconds)
-	registration.maxGrantTTLSeconds >= 1
+ttl_caps contains floor(cap) if {
+	cap := registration.maxGrantTTLSeconds
+	is_number(cap)
+	cap >= 1
 }
 
 # Undefined when there is no cap at all.
-grant_ttl_cap := min(ttl_caps) if count(ttl_caps) > 0
+grant_ttl_cap := min(caps) if {
+	caps := ttl_caps
+	count(caps) > 0
+}
 
-requested_ttl_seconds := floor(intent.ttlSeconds) if {
-	is_number(intent.ttlSeconds)
-	intent.ttlSeconds >= 1
-} else := floor(config.default_grant_ttl_seconds) if {
-	is_number(config.default_grant_ttl_seconds)
-	config.default_grant_ttl_seconds >= 1
+requested_ttl_seconds := floor(ttl) if {
+	ttl := intent.ttlSeconds
+	is_number(ttl)
+	ttl >= 1
+} else := floor(ttl) if {
+	ttl := config.default_grant_ttl_seconds
+	is_number(ttl)
+	ttl >= 1
 } else := default_config.default_grant_ttl_seconds
 
 grant_ttl_seconds := min(ttl_caps | {requested_ttl_seconds})

@@ -29,26 +29,54 @@ default_config := {
 
 default _config_data := {}
 
-_config_data := data.kube_intent.config if is_object(data.kube_intent.config)
+_config_data := cfg if {
+	cfg := data.kube_intent.config
+	is_object(cfg)
+}
 
-config := {key: value |
-	some key, fallback in default_config
-	value := object.get(_config_data, key, fallback)
+# The keys of default_config, each from the operator's config when it has the key
+# (whatever its value) else the default. It is built on every query, so the usual
+# case is tested first: a config with exactly the known keys (as data.json) is used
+# as it is. Otherwise the two halves below have disjoint keys, so object.union (deep
+# for shared keys) merges them shallowly.
+config := cfg if {
+	cfg := data.kube_intent.config
+	is_object(cfg)
+	object.keys(cfg) == object.keys(default_config)
+} else := object.union(
+	object.remove(defaults, object.keys(cfg)),
+	object.filter(cfg, object.keys(defaults)),
+) if {
+	cfg := _config_data
+	defaults := default_config
 }
 
 # Allowed registry prefixes, each forced to end in "/" so that "nvcr.io" can
-# never admit "nvcr.io.attacker.example/...".
-allowed_registries := [_with_trailing_slash(prefix) |
+# never admit "nvcr.io.attacker.example/...". A list already in that form (as in
+# the shipped data.json) is used as it is, which is cheaper than rebuilding it on
+# every query; else non-strings and "" are dropped and a "/" is added where missing
+# (trim_suffix removes at most one "/": "a/" stays "a/", "a//" stays "a//").
+allowed_registries := prefixes if {
+	prefixes := config.allowed_registries
+	is_array(prefixes)
+	every prefix in prefixes {
+		is_string(prefix)
+		endswith(prefix, "/")
+	}
+} else := [concat("", [trim_suffix(prefix, "/"), "/"]) |
 	some prefix in config.allowed_registries
 	is_string(prefix)
 	prefix != ""
 ]
 
-_with_trailing_slash(prefix) := prefix if endswith(prefix, "/")
-
-_with_trailing_slash(prefix) := concat("", [prefix, "/"]) if not endswith(prefix, "/")
-
-data_class_levels := {class: level |
+# (A table whose levels are all numbers is used as it is.)
+data_class_levels := table if {
+	table := config.data_class_levels
+	is_object(table)
+	every level in table {
+		is_number(level)
+	}
+} else := {class: level |
 	some class, level in config.data_class_levels
 	is_number(level)
 }
@@ -57,22 +85,39 @@ data_class_levels := {class: level |
 # Input views.
 # ---------------------------------------------------------------------------
 
+# (Each view binds the value once and tests the local: a rule or input reference
+# costs more than a local variable, and these are read on every query.)
 default pod := {}
 
-pod := input.pod if is_object(input.pod)
+pod := value if {
+	value := input.pod
+	is_object(value)
+}
 
 default pod_spec := {}
 
-pod_spec := pod.spec if is_object(pod.spec)
+# pod.spec, read from the input directly (input.pod.spec is undefined unless
+# input.pod is an object): the pod view itself is then only evaluated for the
+# label and namespace fallbacks.
+pod_spec := value if {
+	value := input.pod.spec
+	is_object(value)
+}
 
 default identity := {}
 
-identity := input.identity if is_object(input.identity)
+identity := value if {
+	value := input.identity
+	is_object(value)
+}
 
 # The parsed intent, or null when the pod has no kube-intent.io/intent annotation.
 default intent := null
 
-intent := input.intent if is_object(input.intent)
+intent := value if {
+	value := input.intent
+	is_object(value)
+}
 
 has_intent if is_object(intent)
 
@@ -85,9 +130,10 @@ intent_list(key) := value if {
 # The agent named by the pod (identity.agent, else the label itself), or null.
 default agent := null
 
-agent := identity.agent if {
-	is_string(identity.agent)
-	identity.agent != ""
+agent := name if {
+	name := identity.agent
+	is_string(name)
+	name != ""
 } else := label if {
 	label := pod.metadata.labels[agent_label]
 	is_string(label)
@@ -102,25 +148,30 @@ namespace_text := sprintf("namespace %q", [namespace]) if {
 	namespace != ""
 } else := "the pod's namespace"
 
-namespace := identity.namespace if {
-	is_string(identity.namespace)
-	identity.namespace != ""
-} else := input.request.namespace if {
-	is_string(input.request.namespace)
-	input.request.namespace != ""
-} else := pod.metadata.namespace if {
-	is_string(pod.metadata.namespace)
-	pod.metadata.namespace != ""
+namespace := ns if {
+	ns := identity.namespace
+	is_string(ns)
+	ns != ""
+} else := ns if {
+	ns := input.request.namespace
+	is_string(ns)
+	ns != ""
+} else := ns if {
+	ns := pod.metadata.namespace
+	is_string(ns)
+	ns != ""
 }
 
 default service_account := "default"
 
-service_account := identity.serviceAccount if {
-	is_string(identity.serviceAccount)
-	identity.serviceAccount != ""
-} else := pod_spec.serviceAccountName if {
-	is_string(pod_spec.serviceAccountName)
-	pod_spec.serviceAccountName != ""
+service_account := sa if {
+	sa := identity.serviceAccount
+	is_string(sa)
+	sa != ""
+} else := sa if {
+	sa := pod_spec.serviceAccountName
+	is_string(sa)
+	sa != ""
 }
 
 # The agent's registration, only if it really is the Agent named by the pod in
@@ -129,9 +180,11 @@ service_account := identity.serviceAccount if {
 registration := reg if {
 	reg := identity.registration
 	is_object(reg)
-	is_string(agent)
-	object.get(reg, "name", agent) == agent
-	object.get(reg, "namespace", namespace) == namespace
+	name := agent
+	is_string(name)
+	object.get(reg, "name", name) == name
+	ns := namespace
+	object.get(reg, "namespace", ns) == ns
 }
 
 has_registration if is_object(registration)
@@ -142,6 +195,9 @@ registration_list(key) := value if {
 	is_array(value)
 } else := []
 
+# The registration's accelerators object ({} when absent or not an object). Kept for
+# rules that read it; the bundled accelerator-budget reads registration.accelerators.*
+# directly, which is the same and one rule evaluation cheaper.
 registration_accelerators := value if {
 	value := registration.accelerators
 	is_object(value)
@@ -176,8 +232,9 @@ workload_side_doors := [door |
 	is_object(door)
 ]
 
-workload_total := input.workload.total if {
-	is_number(input.workload.total)
+workload_total := total if {
+	total := input.workload.total
+	is_number(total)
 } else := sum([_count(use) | some use in workload_accelerators]) + sum([_count(claim) | some claim in accelerator_claims])
 
 _count(item) := item.count if {
@@ -255,14 +312,16 @@ pod_images contains {"path": sprintf("spec.%s[%d].image", [key, i]), "container"
 # case; otherwise the image is on docker.io, and single-component names live
 # under docker.io/library/. "index.docker.io" is docker.io. Hosts are lower-cased.
 normalize_image(image) := concat("/", [domain, _docker_library(domain, remainder)]) if {
-	[raw_domain, remainder] := _split_domain(image)
-	domain := _canonical_domain(lower(raw_domain))
+	[host, remainder] := _split_domain(image)
+	lowered := lower(host)
+	domain := object.get({"index.docker.io": "docker.io"}, lowered, lowered)
 }
 
-_split_domain(image) := [substring(image, 0, i), substring(image, i + 1, -1)] if {
+_split_domain(image) := [host, substring(image, i + 1, -1)] if {
 	i := indexof(image, "/")
 	i > 0
-	_registry_host(substring(image, 0, i))
+	host := substring(image, 0, i)
+	_registry_host(host)
 } else := ["docker.io", image]
 
 _registry_host(component) if contains(component, ".")
@@ -273,15 +332,10 @@ _registry_host("localhost")
 
 _registry_host(component) if lower(component) != component
 
-_canonical_domain("index.docker.io") := "docker.io"
-
-_canonical_domain(domain) := domain if domain != "index.docker.io"
-
-_docker_library("docker.io", remainder) := concat("/", ["library", remainder]) if not contains(remainder, "/")
-
-_docker_library(domain, remainder) := remainder if domain != "docker.io"
-
-_docker_library("docker.io", remainder) := remainder if contains(remainder, "/")
+_docker_library(domain, remainder) := concat("/", ["library", remainder]) if {
+	domain == "docker.io"
+	not contains(remainder, "/")
+} else := remainder
 
 # ---------------------------------------------------------------------------
 # Message helpers.

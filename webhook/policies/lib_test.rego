@@ -53,3 +53,36 @@ test_fmt_list if {
 	admission.fmt_list([]) == "[] (none)"
 	admission.fmt_list(["a", 1]) == "[a, 1]"
 }
+
+# The config views take a fast path when the operator's config is already in normal
+# form; the slow path must give what the merge and the filters always gave.
+
+test_config_merges_partial_operator_config if {
+	cfg := admission.config with data.kube_intent.config as {"allowed_registries": ["nvcr.io/"], "unknown": 1}
+	cfg == object.union(admission.default_config, {"allowed_registries": ["nvcr.io/"]})
+	cfg_full := admission.config with data.kube_intent.config as fx.config
+	cfg_full == fx.config
+}
+
+test_config_replaces_tables_without_merging if {
+	levels := admission.config.data_class_levels with data.kube_intent.config as {"data_class_levels": {"pii": 4}}
+	levels == {"pii": 4}
+}
+
+test_allowed_registries_normal_form if {
+	admission.allowed_registries == ["nvcr.io/", "ghcr.io/"] with data.kube_intent.config as {"allowed_registries": ["nvcr.io/", "ghcr.io/"]}
+	regs := admission.allowed_registries with data.kube_intent.config as {"allowed_registries": ["nvcr.io", "", 5, "ghcr.io/", "a//"]}
+	regs == ["nvcr.io/", "ghcr.io/", "a//"]
+	admission.allowed_registries == ["nvcr.io/"] with data.kube_intent.config as {"allowed_registries": {"a": "nvcr.io/"}}
+}
+
+test_data_class_levels_keep_only_numbers if {
+	admission.data_class_levels == {"public": 0, "pii": 4} with data.kube_intent.config as {"data_class_levels": {"public": 0, "pii": 4}}
+	admission.data_class_levels == {"public": 0} with data.kube_intent.config as {"data_class_levels": {"public": 0, "secret": "high"}}
+}
+
+test_registration_accelerators if {
+	admission.registration_accelerators == fx.registration.accelerators with input as fx.input_base
+	admission.registration_accelerators == {} with input as fx.with_registration({"accelerators": ["nvidia.com/gpu"]})
+	admission.registration_accelerators == {} with input as {}
+}

@@ -131,3 +131,10 @@ test_not_fired_for_an_exact_count_claim if {
 	inp := object.union(with_claim(object.union(claim(["gpu.nvidia.com"]), {"allDevices": false})), {"identity": {"registration": {"accelerators": {"resources": ["gpu.nvidia.com"]}}}})
 	fx.findings(fx.decide(inp), "accelerator-budget") == []
 }
+
+# spec.accelerators that is not an object sets no budget: 0, like an unset one.
+test_mistyped_accelerators_is_a_zero_budget if {
+	inp := fx.with_registration({"accelerators": ["nvidia.com/gpu"]})
+	v := fx.only(fx.decide(inp), "accelerator-budget")
+	contains(v.message, "may use at most 0")
+}

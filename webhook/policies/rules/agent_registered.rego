@@ -9,8 +9,8 @@ rule_catalog["agent-registered"] := {
 }
 
 violation contains new_violation("agent-registered", sprintf("metadata.labels[%q]", [agent_label]), agent_registered_message) if {
+	not has_registration # first: false for every registered pod
 	is_string(agent)
-	not has_registration
 }
 
 # Namespaces holding an Agent with the pod's agent name (identity.registeredIn).

@@ -9,8 +9,8 @@ rule_catalog["agent-suspended"] := {
 }
 
 violation contains new_violation("agent-suspended", sprintf("metadata.labels[%q]", [agent_label]), msg) if {
+	registration.suspended == true # first: false for every active agent
 	has_registration
-	registration.suspended == true
 	msg := sprintf(
 		"agent %q is suspended in namespace %q (Agent spec.suspended: true): no new pods are admitted for it until an owner resumes it%s",
 		[agent, namespace, owners_hint],

@@ -20,10 +20,10 @@ rule_catalog["egress-allowed"] := {
 }
 
 violation contains new_violation("egress-allowed", sprintf("intent.egress[%d]", [i]), msg) if {
+	some i, destination in intent_list("egress")
+	not egress_allowed(destination) # before the guards: false for an admissible pod
 	has_intent
 	has_registration
-	some i, destination in intent_list("egress")
-	not egress_allowed(destination)
 	msg := egress_denied_message(destination)
 }
 
@@ -31,23 +31,24 @@ egress_denied_message(destination) := sprintf(
 	"egress to %q is not allowed for agent %q; allowed destinations (Agent spec.egress, host globs, no port = any port): %s",
 	[destination, agent, fmt_list(registration_list("egress"))],
 ) if {
-	not _egress_wildcard(destination)
+	not contains(destination, "*")
 } else := sprintf(
 	"egress wildcard %q is not covered by any Agent spec.egress pattern of agent %q: each * in an intent needs a * (and each ** a **) at the same position in the Agent's pattern; allowed destinations: %s",
 	[destination, agent, fmt_list(registration_list("egress"))],
 )
 
-_egress_wildcard(destination) if contains(destination, "*")
+# A destination with a "*" is a wildcard; contains() is tested inline rather than
+# through a helper function (one call fewer on every query).
 
 # A literal destination: the Agent's glob matches it.
 egress_allowed(destination) if {
-	not _egress_wildcard(destination)
+	not contains(destination, "*")
 	some pattern in registration_list("egress")
 	glob.match(pattern, ["."], destination)
 }
 
 egress_allowed(destination) if {
-	not _egress_wildcard(destination)
+	not contains(destination, "*")
 	some pattern in registration_list("egress")
 	not contains(pattern, ":")
 	[host, _] := split(destination, ":")
@@ -56,7 +57,7 @@ egress_allowed(destination) if {
 
 # A wildcard destination: an Agent pattern at least as broad, compared structurally.
 egress_allowed(destination) if {
-	_egress_wildcard(destination)
+	contains(destination, "*")
 	some pattern in registration_list("egress")
 	is_string(pattern)
 	_egress_port_covered(pattern, destination)

@@ -9,12 +9,13 @@ rule_catalog["grant-ttl-cap"] := {
 }
 
 violation contains new_violation("grant-ttl-cap", "intent.ttl", msg) if {
+	ttl := intent.ttlSeconds
+	is_number(ttl)
+	ttl > min(ttl_caps) # grant_ttl_cap, without a rule lookup (undefined without caps)
 	has_intent
-	is_number(intent.ttlSeconds)
-	intent.ttlSeconds > grant_ttl_cap
 	msg := sprintf(
 		"intent.ttl %v (%v s) exceeds the maximum grant TTL (%s): the grant will be capped to %v s",
-		[object.get(intent, "ttl", intent.ttlSeconds), intent.ttlSeconds, ttl_cap_sources, grant_ttl_cap],
+		[object.get(intent, "ttl", ttl), ttl, ttl_cap_sources, grant_ttl_cap],
 	)
 }
 

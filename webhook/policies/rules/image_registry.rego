@@ -22,9 +22,7 @@ violation contains new_violation("image-registry", ref.path, msg) if {
 
 image_from_allowed_registry(image) if {
 	is_string(image)
-	normalized := normalize_image(image)
-	some prefix in allowed_registries
-	startswith(normalized, prefix)
+	strings.any_prefix_match(normalize_image(image), allowed_registries)
 }
 
 # `"vllm/vllm-openai:v0.6" (= docker.io/vllm/vllm-openai:v0.6)`

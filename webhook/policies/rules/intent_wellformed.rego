@@ -13,6 +13,9 @@ rule_catalog["intent-wellformed"] := {
 }
 
 violation contains new_violation("intent-wellformed", sprintf("intent.%s[%d]", [kind, i]), msg) if {
+	# First, a cheap condition every finding needs: some entry made no scope (fewer
+	# scopes than entries; duplicate entries make fewer too, and then nothing below fires).
+	count(_scopes) < intent_scope_entry_count
 	has_intent
 	some kind, pattern in scope_value_patterns
 	some i, value in intent_list(kind)
@@ -25,8 +28,7 @@ violation contains new_violation("intent-wellformed", sprintf("intent.%s[%d]", [
 
 violation contains new_violation("intent-wellformed", sprintf("intent.%s", [kind]), msg) if {
 	has_intent
-	some kind, _ in scope_value_patterns
-	value := intent[kind]
+	some kind, value in object.filter(intent, scope_value_patterns)
 	not is_array(value)
 	msg := sprintf("intent.%s must be a list, got %v", [kind, json.marshal(value)])
 }

@@ -53,3 +53,10 @@ test_enforcement_override if {
 	d.allowed
 	not "data:Internal:read" in d.scopes
 }
+
+# A repeated value makes one scope for two entries: no finding, one scope.
+test_not_fired_for_repeated_values if {
+	d := fx.decide(fx.with_intent({"tools": ["vector-search", "vector-search"]}))
+	fx.findings(d, "intent-wellformed") == []
+	[s | some s in d.scopes; startswith(s, "tool:")] == ["tool:vector-search:invoke"]
+}

@@ -8,8 +8,9 @@ rule_catalog["justification-required"] := {
 	"summary": "Intents that read data at or above config.justification_min_level (confidential, restricted) should carry intent.justification.",
 }
 
-justification_min_level := config.justification_min_level if {
-	is_number(config.justification_min_level)
+justification_min_level := level if {
+	level := config.justification_min_level
+	is_number(level)
 } else := default_config.justification_min_level
 
 sensitive_classes := [class |
@@ -23,9 +24,10 @@ has_justification if {
 }
 
 violation contains new_violation("justification-required", "intent.justification", msg) if {
-	has_intent
-	count(sensitive_classes) > 0
+	# Cheapest test first: an intent that gives a justification never needs one.
 	not has_justification
+	count(sensitive_classes) > 0
+	has_intent
 	msg := sprintf(
 		"intent reads sensitive data %s but gives no intent.justification: add one saying why the agent needs it (auditors see it)",
 		[fmt_list(sensitive_classes)],

@@ -11,10 +11,10 @@ rule_catalog["model-allowed"] := {
 }
 
 violation contains new_violation("model-allowed", sprintf("intent.models[%d]", [i]), msg) if {
+	some i, model in intent_list("models")
+	not model_allowed(model) # before the guards: false for an admissible pod
 	has_intent
 	has_registration
-	some i, model in intent_list("models")
-	not model_allowed(model)
 	msg := sprintf(
 		"model %q is not allowed for agent %q; allowed models (Agent spec.models, glob patterns): %s",
 		[model, agent, fmt_list(registration_list("models"))],

@@ -9,8 +9,8 @@ rule_catalog["serviceaccount-bound"] := {
 }
 
 violation contains new_violation("serviceaccount-bound", "spec.serviceAccountName", msg) if {
+	not service_account in registration_list("serviceAccounts") # first: false when bound
 	has_registration
-	not service_account in registration_list("serviceAccounts")
 	msg := sprintf(
 		"ServiceAccount %q is not bound to agent %q in namespace %q: set spec.serviceAccountName to one of %s (Agent spec.serviceAccounts)",
 		[service_account, agent, namespace, fmt_list(registration_list("serviceAccounts"))],

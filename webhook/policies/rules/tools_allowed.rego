@@ -9,10 +9,10 @@ rule_catalog["tools-allowed"] := {
 }
 
 violation contains new_violation("tools-allowed", sprintf("intent.tools[%d]", [i]), msg) if {
+	some i, tool in intent_list("tools")
+	not tool in registration_list("tools") # before the guards: false for an admissible pod
 	has_intent
 	has_registration
-	some i, tool in intent_list("tools")
-	not tool in registration_list("tools")
 	msg := sprintf(
 		"tool %q is not allowed for agent %q; allowed tools (Agent spec.tools): %s",
 		[tool, agent, fmt_list(registration_list("tools"))],
