@@ -22,27 +22,19 @@ from jwt.algorithms import ECAlgorithm
 from identity import jws
 from identity.grants import GRANT_TYP
 from identity.keys import KeySet
-from tests.support.grants import ISSUER, TOKEN_ENDPOINT, b64, hs256_with, unsigned, with_payload
+from tests.support.grants import (
+    b64,
+    grant_claims,
+    hs256_with,
+    unsigned,
+    with_payload,
+)
 
 NOW = 1_760_000_000
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 # What GrantIssuer mints (identity/grants.py GrantClaims.to_claims).
-GRANT = {
-    "iss": ISSUER,
-    "sub": "spiffe://prod.example.com/ns/ml-serving/sa/support-bot",
-    "aud": TOKEN_ENDPOINT,
-    "iat": NOW,
-    "nbf": NOW,
-    "exp": 2**31,
-    "jti": "5f0f3b7e-0000-4000-8000-000000000000",
-    "scope": "model:meta-llama/Llama-3.1-8B-Instruct:infer tool:kb-search:invoke",
-    "intent_digest": "sha256:" + "0" * 64,
-    "agent": "support-bot",
-    "policy_rev": "0123456789ab",
-    "ns": "ml-serving",
-    "sa": "support-bot",
-}
+GRANT = grant_claims()
 # What TokenExchange issues (identity/exchange.py _issue): a nested object too.
 ACCESS_TOKEN = {
     **{k: GRANT[k] for k in ("iss", "sub", "iat", "nbf", "exp", "jti", "scope", "agent")},

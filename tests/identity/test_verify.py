@@ -25,7 +25,14 @@ from identity.verify import (
     jwks_keys,
     verify_access_token,
 )
-from tests.support.grants import ISSUER, TOKEN_ENDPOINT, hs256_with, segments, unsigned
+from tests.support.grants import (
+    ISSUER,
+    TOKEN_ENDPOINT,
+    grant_claims,
+    hs256_with,
+    segments,
+    unsigned,
+)
 from tests.support.servers import HttpsServer, https_server
 
 NOW = 1_760_000_000
@@ -292,26 +299,6 @@ def test_token_verify_cli_with_a_jwks_url(jwks_server: HttpsServer, keyset: KeyS
         ],
     )
     assert result.exit_code == 0, result.output
-
-
-def grant_claims(**changes: Any) -> dict[str, Any]:
-    """The claims GrantIssuer mints (see identity/grants.py GrantClaims)."""
-    return {
-        "iss": ISSUER,
-        "sub": SUB,
-        "aud": TOKEN_ENDPOINT,
-        "iat": NOW,
-        "nbf": NOW,
-        "exp": 2**31,
-        "jti": "5f0f3b7e-0000-4000-8000-000000000000",
-        "scope": "model:meta-llama/Llama-3.1-8B-Instruct:infer tool:kb-search:invoke",
-        "intent_digest": "sha256:" + "0" * 64,
-        "agent": "support-bot",
-        "policy_rev": "0123456789ab",
-        "ns": "ml-serving",
-        "sa": "support-bot",
-        **changes,
-    }
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,30 @@ SCOPES = (
 )
 
 
+# A fixed time for claims built by hand (not the clock: tests pass `now=` where it matters).
+CLAIMS_NOW = 1_760_000_000
+
+
+def grant_claims(**changes: Any) -> dict[str, Any]:
+    """The claims GrantIssuer mints (identity/grants.py GrantClaims), with `changes` applied."""
+    return {
+        "iss": ISSUER,
+        "sub": "spiffe://prod.example.com/ns/ml-serving/sa/support-bot",
+        "aud": TOKEN_ENDPOINT,
+        "iat": CLAIMS_NOW,
+        "nbf": CLAIMS_NOW,
+        "exp": 2**31,
+        "jti": "5f0f3b7e-0000-4000-8000-000000000000",
+        "scope": "model:meta-llama/Llama-3.1-8B-Instruct:infer tool:kb-search:invoke",
+        "intent_digest": "sha256:" + "0" * 64,
+        "agent": "support-bot",
+        "policy_rev": "0123456789ab",
+        "ns": "ml-serving",
+        "sa": "support-bot",
+        **changes,
+    }
+
+
 def admission_pod() -> dict[str, Any]:
     """tests/data/identity/admission-pod.json (a fresh copy)."""
     pod: dict[str, Any] = json.loads((IDENTITY_DATA / "admission-pod.json").read_text())["pod"]
