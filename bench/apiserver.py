@@ -279,8 +279,9 @@ def noop_webhooks(cluster: Cluster, server: WebhookServer, work: Path) -> Iterat
 
 
 def webhook_latency(log_file: Path) -> dict[str, Case]:
-    """What the webhook itself took per call (its decision log's latencyMs, from the body read
-    to the answer): the rest of what it adds to a CREATE is the API server's calls to it."""
+    """What the webhook itself took per call, warm-up included (its decision log's latencyMs:
+    from the parsed review to the answer); the rest of what it adds to a CREATE is the API
+    server calling it."""
     took: dict[str, list[float]] = {"mutate": [], "validate": []}
     for line in log_file.read_text(errors="replace").splitlines():
         try:
