@@ -4,7 +4,8 @@ Past capacity, a queued review only reaches the API server's timeout (and delays
 behind it), so the excess is refused unread (HTTP 429) while the rest is answered in time. Two
 signals, because reviews queue in two places: inside the handlers (awaiting OPA or the audit
 store: `in_flight`) and before them, in the event loop, when the CPU is the limit (`lag`: how
-late a timer fires is how long a review that arrives now waits before it is even read).
+late timers fire, timer after timer; a review arriving now waits a few times that before it is
+decided, which is why the threshold is small).
 """
 
 from __future__ import annotations
