@@ -9,6 +9,8 @@ from typing import Any
 from identity.registry import AgentRegistration, AgentRegistry
 
 AGENT_LABEL = "kube-intent.io/agent"
+# Written by the mutating webhook on a GPU pod it admitted: the identity it bound.
+SPIFFE_ID_ANNOTATION = "kube-intent.io/spiffe-id"
 DEFAULT_SERVICE_ACCOUNT = "default"
 
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from identity.binding import SPIFFE_ID_ANNOTATION
 from identity.grants import (
     ENV_GRANT_FILE,
     ENV_TOKEN_ENDPOINT,
@@ -51,8 +52,6 @@ from identity.grants import (
 from identity.intent import INTENT_DIGEST_ANNOTATION
 from webhook.policy import PolicyDecision
 
-# webhook.mutate.SPIFFE_ID_ANNOTATION (mutate imports the decision path, not the other way).
-SPIFFE_ID_ANNOTATION = "kube-intent.io/spiffe-id"
 OWN_ANNOTATIONS = frozenset({SPIFFE_ID_ANNOTATION, INTENT_DIGEST_ANNOTATION, GRANT_ANNOTATION})
 OWN_VOLUMES = frozenset({TOKEN_VOLUME, GRANT_VOLUME})
 OWN_MOUNT_PATHS = frozenset({TOKEN_DIR, GRANT_DIR})

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from identity.binding import SPIFFE_ID_ANNOTATION
 from identity.intent import INTENT_DIGEST_ANNOTATION
 from webhook import admission
 from webhook.admission import AdmissionRequest
 from webhook.admit import admit, respond_denial
 from webhook.decision import RequestInfo, Verdict
 from webhook.deps import Services
-
-SPIFFE_ID_ANNOTATION = "kube-intent.io/spiffe-id"
 
 
 def escape_pointer(token: str) -> str:

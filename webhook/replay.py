@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from webhook.admit import RULE_INTERNAL
 from webhook.audit.buffer import AUDIT_UNAVAILABLE_RULE
@@ -26,13 +26,7 @@ from webhook.validate import RULE_EPHEMERAL, RULE_IMMUTABLE, RULE_INTEGRITY
 from webhook.violations import Violation
 
 Status = Literal["unchanged", "newly denied", "newly allowed", "rules changed", "not replayable"]
-STATUSES: tuple[Status, ...] = (
-    "unchanged",
-    "newly denied",
-    "newly allowed",
-    "rules changed",
-    "not replayable",
-)
+STATUSES: tuple[Status, ...] = get_args(Status)
 # What changes a decision: `--fail-on-change` fails on these.
 DECISION_CHANGES: tuple[Status, ...] = ("newly denied", "newly allowed")
 

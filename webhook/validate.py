@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from identity import jsonio
-from identity.binding import AGENT_LABEL
+from identity.binding import AGENT_LABEL, SPIFFE_ID_ANNOTATION
 from identity.grants import GRANT_ANNOTATION, GRANT_VOLUME, TOKEN_VOLUME
 from identity.intent import INTENT_ANNOTATION, INTENT_DIGEST_ANNOTATION
 from webhook import admission
@@ -15,7 +15,7 @@ from webhook.admit import admit, respond_denial
 from webhook.decision import RequestInfo, Verdict
 from webhook.deps import Services
 from webhook.grants import entitlement, env_violations, grant_checks
-from webhook.mutate import SPIFFE_ID_ANNOTATION, identity_annotations
+from webhook.mutate import identity_annotations
 from webhook.violations import Violation
 
 RULE_IMMUTABLE = "immutable-governed-fields"

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from identity.binding import SPIFFE_ID_ANNOTATION
 from identity.grants import GRANT_ANNOTATION, GrantIssuer
 from identity.keys import KeySet, generate_keys
 from tests.support.admission import AppClient, apply_patch, patch_of, post, response_of, review
@@ -23,7 +24,6 @@ from tests.support.opa import Counting
 from webhook.decision import RequestInfo, Verdict
 from webhook.decision_memo import DecisionMemo, comparable_pod, input_digest
 from webhook.grants import VerdictGrants
-from webhook.mutate import SPIFFE_ID_ANNOTATION
 from webhook.policy import OpaPolicyEngine, PolicyDecision
 from webhook.violations import Violation
 
