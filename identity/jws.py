@@ -86,11 +86,11 @@ def sign(claims: Mapping[str, Any], key: ec.EllipticCurvePrivateKey, *, kid: str
     _check_curve(key.curve)
     if not isinstance(claims, dict):
         claims = dict(claims)  # orjson writes dicts, not other Mappings
-    header = _b64encode(orjson.dumps({"alg": ALG, "kid": kid, "typ": typ}))
-    signing_input = header + b"." + _b64encode(orjson.dumps(claims))
+    header = b64url_encode(orjson.dumps({"alg": ALG, "kid": kid, "typ": typ}))
+    signing_input = header + b"." + b64url_encode(orjson.dumps(claims))
     r, s = decode_dss_signature(key.sign(signing_input, _ECDSA))
     signature = r.to_bytes(COORDINATE_BYTES, "big") + s.to_bytes(COORDINATE_BYTES, "big")
-    return (signing_input + b"." + _b64encode(signature)).decode("ascii")
+    return (signing_input + b"." + b64url_encode(signature)).decode("ascii")
 
 
 def header(token: str) -> dict[str, Any]:
@@ -182,7 +182,8 @@ def _object(data: bytes, name: str) -> dict[str, Any]:
     return document
 
 
-def _b64encode(data: bytes) -> bytes:
+def b64url_encode(data: bytes) -> bytes:
+    """Unpadded base64url (RFC 7515 §2), as every segment and JWK member is written."""
     return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_TO_URLSAFE)
 
 

@@ -15,7 +15,6 @@ crash reports and `kubectl describe`, a mounted Secret file does not.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -37,7 +36,7 @@ log = logging.getLogger("kube_intent.keys")
 
 ALG = jws.ALG
 CURVE = "P-256"
-COORDINATE_BYTES = 32
+COORDINATE_BYTES = jws.COORDINATE_BYTES
 
 ACTIVE = "active.pem"
 NEXT = "next.pem"
@@ -91,7 +90,7 @@ REASON_SIGNATURE = "signature"
 
 
 def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return jws.b64url_encode(data).decode("ascii")
 
 
 def thumbprint(jwk: Mapping[str, Any]) -> str:

@@ -30,6 +30,7 @@ from webhook.audit.record import (
     PolicyDirInfo,
     PolicyFileDigest,
     PolicyLoadInfo,
+    _int_text,
     canonical_json,
     canonical_object,
     normalise_json,
@@ -41,16 +42,10 @@ PROPERTIES = settings(max_examples=300, derandomize=True, database=None, deadlin
 # -- the references: the implementations the fast paths replaced, verbatim ----------------------
 # But for one line: the reference tested ``value in range(-(2**63), 2**63)``, which walks the
 # range for an int subclass (practically forever); compared instead, which answers the same for
-# every int the range answered for.
+# every int the range answered for. ``_int_text`` (the text of an out-of-range int) is the
+# module's own: it did not change.
 
 _INT64 = range(-(2**63), 2**63)
-
-
-def _int_text(value: int) -> str:
-    try:
-        return str(value)
-    except ValueError:
-        return hex(value)
 
 
 def reference_normalise(value: Any, depth: int = 0) -> Any:
